@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from riven_async.cli import main
+
+main()

@@ -1,0 +1,365 @@
+"""Settings: one TOML file, strict sections, env overrides ``RIVEN_<SECTION>__<KEY>``."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from riven_async.errors import ConfigError
+
+EX_CONFIG = 78
+ENV_PREFIX = "RIVEN_"
+_WINDOW_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_window(text: str) -> tuple[int, float]:
+    """Parse ``"250/60s"`` (or ``"12/1s"``, ``"60/1h"``) into ``(limit, seconds)``."""
+    match = _WINDOW_RE.match(text)
+    if match is None:
+        raise ValueError(f"rate window {text!r} must look like '250/60s' (count/seconds)")
+    limit, span, unit = int(match[1]), float(match[2]), match[3] or "s"
+    seconds = span * _UNIT_S[unit]
+    if limit < 1 or seconds <= 0:
+        raise ValueError(f"rate window {text!r} needs a positive count and length")
+    return limit, seconds
+
+
+def _check_windows(value: list[str]) -> list[str]:
+    for text in value:
+        parse_window(text)
+    return value
+
+
+RateWindows = Annotated[list[str], AfterValidator(_check_windows)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class Section(BaseModel):
+    """Every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSection(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    api_key: SecretStr = SecretStr("")
+    metrics_public: bool = False
+    shutdown_timeout_s: PositiveSeconds = 10.0
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_plex_body_bytes: int = Field(default=16_777_216, ge=1024)
+    slow_request_s: PositiveSeconds = 1.0
+    pid_file: Path | None = None
+
+
+class DatabaseSection(Section):
+    url: SecretStr | None = None
+    data_dir: Path | None = None
+    embedded_port: int = Field(default=0, ge=0, le=65535)
+    pool_min: int = Field(default=2, ge=0)
+    pool_max: int = Field(default=10, ge=1)
+    command_timeout_s: PositiveSeconds = 30.0
+    statement_timeout_s: PositiveSeconds = 30.0
+    connection_lifetime_s: PositiveSeconds = 3600.0
+    connect_timeout_s: PositiveSeconds = 10.0
+    reconnect_interval_s: PositiveSeconds = 2.0
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _empty_url_is_embedded(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+
+class LoggingSection(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class UpstreamSection(Section):
+    """One upstream HTTP service: where it is, its key, and the limits it enforces."""
+
+    enabled: bool = True
+    base_url: str = ""
+    api_key: SecretStr = SecretStr("")
+    rate_limits: RateWindows = Field(default_factory=list)
+    timeout_s: PositiveSeconds = 15.0
+    connect_timeout_s: PositiveSeconds = 5.0
+    max_connections: int = Field(default=10, ge=1)
+    max_retries: int = Field(default=3, ge=0)
+    backoff_base_s: PositiveSeconds = 0.5
+    backoff_max_s: PositiveSeconds = 30.0
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset_s: PositiveSeconds = 30.0
+    cache_ttl_s: dict[str, float] = Field(default_factory=dict)
+    cache_stale_s: float = Field(default=3600.0, ge=0)
+
+
+def _windows(*windows: str) -> Any:
+    return Field(default_factory=lambda: list(windows))
+
+
+def _ttls(**ttls: float) -> Any:
+    return Field(default_factory=lambda: dict(ttls))
+
+
+# One subclass per upstream so a partial [upstreams.X] table keeps that upstream's defaults.
+class TmdbSection(UpstreamSection):
+    base_url: str = "https://api.themoviedb.org/3"
+    rate_limits: RateWindows = _windows("40/1s")
+    max_connections: int = Field(default=20, ge=1)
+    cache_ttl_s: dict[str, float] = _ttls(movie=21600.0, tv=7200.0, season=7200.0, find=86400.0)
+
+
+class TvmazeSection(UpstreamSection):
+    base_url: str = "https://api.tvmaze.com"
+    rate_limits: RateWindows = _windows("20/10s")
+    cache_ttl_s: dict[str, float] = _ttls(show=7200.0, lookup=86400.0)
+
+
+class TorrentioSection(UpstreamSection):
+    base_url: str = "https://torrentio.strem.fun"
+    rate_limits: RateWindows = _windows("150/60s", "5000/1d")
+
+
+class CometSection(UpstreamSection):
+    enabled: bool = False
+    rate_limits: RateWindows = _windows("300/60s")
+
+
+class MediaFusionSection(UpstreamSection):
+    enabled: bool = False
+    rate_limits: RateWindows = _windows("1000/60s")
+
+
+class TorznabSection(UpstreamSection):
+    enabled: bool = False
+    rate_limits: RateWindows = _windows("300/60s")
+
+
+class ZileanSection(UpstreamSection):
+    enabled: bool = False
+    base_url: str = "http://127.0.0.1:8181"
+    rate_limits: RateWindows = _windows("500/60s")
+
+
+class RealDebridSection(UpstreamSection):
+    enabled: bool = False
+    base_url: str = "https://api.real-debrid.com/rest/1.0"
+    rate_limits: RateWindows = _windows("250/60s")
+
+
+class AllDebridSection(UpstreamSection):
+    enabled: bool = False
+    base_url: str = "https://api.alldebrid.com"
+    rate_limits: RateWindows = _windows("12/1s", "600/60s")
+
+
+class TorBoxSection(UpstreamSection):
+    enabled: bool = False
+    base_url: str = "https://api.torbox.app/v1/api"
+    rate_limits: RateWindows = _windows("300/60s")
+
+
+class PlexSection(UpstreamSection):
+    enabled: bool = False
+    base_url: str = "http://127.0.0.1:32400"
+
+
+class JellyfinSection(UpstreamSection):
+    enabled: bool = False
+    base_url: str = "http://127.0.0.1:8096"
+
+
+class EmbySection(UpstreamSection):
+    enabled: bool = False
+    base_url: str = "http://127.0.0.1:8096"
+
+
+class OverseerrSection(UpstreamSection):
+    enabled: bool = False
+    base_url: str = "http://127.0.0.1:5055/api/v1"
+    rate_limits: RateWindows = _windows("1000/300s")
+
+
+class UpstreamsSection(Section):
+    """Every upstream the daemon may talk to; ``enabled = false`` switches one off."""
+
+    tmdb: TmdbSection = Field(default_factory=TmdbSection)
+    tvmaze: TvmazeSection = Field(default_factory=TvmazeSection)
+    torrentio: TorrentioSection = Field(default_factory=TorrentioSection)
+    comet: CometSection = Field(default_factory=CometSection)
+    mediafusion: MediaFusionSection = Field(default_factory=MediaFusionSection)
+    torznab: TorznabSection = Field(default_factory=TorznabSection)
+    zilean: ZileanSection = Field(default_factory=ZileanSection)
+    realdebrid: RealDebridSection = Field(default_factory=RealDebridSection)
+    alldebrid: AllDebridSection = Field(default_factory=AllDebridSection)
+    torbox: TorBoxSection = Field(default_factory=TorBoxSection)
+    plex: PlexSection = Field(default_factory=PlexSection)
+    jellyfin: JellyfinSection = Field(default_factory=JellyfinSection)
+    emby: EmbySection = Field(default_factory=EmbySection)
+    overseerr: OverseerrSection = Field(default_factory=OverseerrSection)
+
+
+class LibrarySection(Section):
+    """Where the debrid mount is and where the Plex-style symlink library goes."""
+
+    mount_dir: Path = Path("/mnt/debrid/__all__")
+    root: Path = Path("/mnt/library")
+    movies_dir: str = "Movies"
+    shows_dir: str = "Shows"
+
+
+class ClockSection(Section):
+    """Run on scaled time (demo, benchmarks against the sims); ``speed = 1`` is real time."""
+
+    speed: float = Field(default=1.0, gt=0)
+    start: str = ""
+    anchor: float = 0.0
+
+
+class Settings(BaseSettings):
+    """The whole configuration; one instance per (re)load, never mutated."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        secrets_dir=None,
+    )
+
+    server: ServerSection = Field(default_factory=ServerSection)
+    database: DatabaseSection = Field(default_factory=DatabaseSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    upstreams: UpstreamsSection = Field(default_factory=UpstreamsSection)
+    library: LibrarySection = Field(default_factory=LibrarySection)
+    clock: ClockSection = Field(default_factory=ClockSection)
+
+    toml_path: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+    def secrets(self) -> list[str]:
+        """Every non-empty secret value in this config (for log redaction)."""
+        found: list[str] = []
+        _collect_secrets(self, found)
+        return found
+
+
+def _collect_secrets(model: BaseModel, found: list[str]) -> None:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            raw = value.get_secret_value()
+            if raw:
+                found.append(raw)
+        elif isinstance(value, BaseModel):
+            _collect_secrets(value, found)
+
+
+def default_config_path() -> Path:
+    """``$XDG_CONFIG_HOME/riven-async/config.toml`` (``~/.config`` when unset)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "riven-async" / "config.toml"
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/riven-async`` (``~/.local/share`` when unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "riven-async"
+
+
+def example_config_text() -> str:
+    """The commented example config shipped with the package."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "config.example.toml", here.parent / "config.example.toml"):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise ConfigError(here, "config.example.toml is missing from the installation")
+
+
+def write_initial_config(path: Path) -> str:
+    """Create ``path`` from the example with a fresh API key (mode 0600); return the key."""
+    api_key = secrets.token_urlsafe(32)
+    text = example_config_text().replace('api_key = ""  # generated', f'api_key = "{api_key}"', 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return api_key
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate ``path`` (plus env overrides); raise ConfigError naming the key."""
+    if not path.is_file():
+        raise ConfigError(path, "file not found" if not path.exists() else "not a regular file")
+    try:
+        with path.open("rb") as handle:
+            tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read: {exc.strerror}") from None
+
+    class _FileSettings(Settings):
+        toml_path: ClassVar[Path | None] = path
+
+    secrets_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    try:
+        loaded = _FileSettings(_secrets_dir=secrets_dir)
+    except ValidationError as exc:
+        raise ConfigError.from_validation(path, exc) from None
+    except ValueError as exc:  # env values that are not valid JSON for nested fields
+        raise ConfigError(path, str(exc)) from None
+    _check_consistency(path, loaded)
+    return loaded
+
+
+def _check_consistency(path: Path, settings: Settings) -> None:
+    db = settings.database
+    if db.pool_min > db.pool_max:
+        raise ConfigError(path, "must not exceed database.pool_max", key="database.pool_min")
+    if not settings.server.api_key.get_secret_value():
+        raise ConfigError(
+            path,
+            "is empty; webhooks and the API need a key (riven-async config init makes one)",
+            key="server.api_key",
+        )
+
+
+def load_settings_from_dict(data: dict[str, Any]) -> Settings:
+    """Build settings from a plain dict (tests, demo); no file, no env."""
+    return Settings.model_validate(data)
