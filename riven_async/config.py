@@ -363,3 +363,21 @@ def _check_consistency(path: Path, settings: Settings) -> None:
 def load_settings_from_dict(data: dict[str, Any]) -> Settings:
     """Build settings from a plain dict (tests, demo); no file, no env."""
     return Settings.model_validate(data)
+
+
+class LiveSettings:
+    """The settings in force now; SIGHUP swaps them after the new file validates."""
+
+    def __init__(self, settings: Settings, path: Path | None = None) -> None:
+        self.current = settings
+        self.path = path
+        self.generation = 0
+
+    def reload(self) -> Settings:
+        """Re-read the file; on ConfigError the running settings stay in force."""
+        if self.path is None:
+            raise ConfigError("<none>", "the daemon was started without a config file")
+        fresh = load_settings(self.path)
+        self.current = fresh
+        self.generation += 1
+        return fresh

@@ -1,0 +1,60 @@
+"""``build_app``: the one composition root; tests use it exactly as production does."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from riven_async import keys
+from riven_async.config import LiveSettings, Settings
+from riven_async.core.clock import Clock, SystemClock
+from riven_async.core.tasks import BackgroundTasks
+from riven_async.db import lifecycle
+from riven_async.logs import SecretFilter
+from riven_async.web.routes import setup_routes
+
+log = logging.getLogger(__name__)
+
+
+def build_app(
+    settings: Settings | LiveSettings,
+    *,
+    clock: Clock | None = None,
+    shutdown: keys.Shutdown | None = None,
+    secret_filter: SecretFilter | None = None,
+) -> web.Application:
+    """A fully wired application; its cleanup_ctx order is the start-up order."""
+    live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
+    app = web.Application(client_max_size=live.current.server.max_plex_body_bytes)
+    app[keys.SETTINGS] = live
+    app[keys.CLOCK] = clock or SystemClock()
+    app[keys.SHUTDOWN] = shutdown or keys.Shutdown()
+    app[keys.SECRET_FILTER] = secret_filter or SecretFilter(live.current.secrets())
+    app[keys.STARTED_AT] = time.time()
+    app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_tasks_ctx)
+    setup_routes(app)
+    return app
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with lifecycle.open_database(app[keys.SETTINGS].current) as database:
+        app[keys.POOL] = database.pool
+        if database.embedded is not None:
+            app[keys.EMBEDDED_PG] = database.embedded
+        yield
+
+
+async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
+    shutdown = app[keys.SHUTDOWN]
+
+    def on_failure(name: str, exc: BaseException) -> None:
+        shutdown.request(1, f"background task {name} failed: {exc!r}")
+
+    tasks = BackgroundTasks(on_failure)
+    app[keys.TASKS] = tasks
+    yield
+    await tasks.stop(app[keys.SETTINGS].current.server.shutdown_timeout_s)
