@@ -237,6 +237,33 @@ class ClockSection(Section):
     anchor: float = 0.0
 
 
+class CredentialsSource(PydanticBaseSettingsSource):
+    """systemd ``LoadCredential=`` files: ``$CREDENTIALS_DIRECTORY/RIVEN_SERVER__API_KEY``.
+
+    The file name is the env variable's name (the ``RIVEN_`` prefix is optional, case does
+    not matter); the file's content is the value, trailing newline stripped.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory or not Path(directory).is_dir():
+            return {}
+        data: dict[str, Any] = {}
+        for entry in sorted(Path(directory).iterdir()):
+            name = entry.name.lower().removeprefix(ENV_PREFIX.lower())
+            parts = name.split("__")
+            if len(parts) < 2 or not entry.is_file():
+                continue
+            node = data
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = entry.read_text(encoding="utf-8").rstrip("\n")
+        return data
+
+
 class Settings(BaseSettings):
     """The whole configuration; one instance per (re)load, never mutated."""
 
@@ -245,7 +272,6 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
-        secrets_dir=None,
     )
 
     server: ServerSection = Field(default_factory=ServerSection)
@@ -266,10 +292,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        # Earlier sources win: env, then systemd credentials, then the file (whose example
+        # ships empty keys that a credential must be able to fill).
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings, env_settings, CredentialsSource(settings_cls)
+        ]
         if cls.toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
-        sources.append(file_secret_settings)
         return tuple(sources)
 
     def secrets(self) -> list[str]:
@@ -337,9 +366,8 @@ def load_settings(path: Path) -> Settings:
     class _FileSettings(Settings):
         toml_path: ClassVar[Path | None] = path
 
-    secrets_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     try:
-        loaded = _FileSettings(_secrets_dir=secrets_dir)
+        loaded = _FileSettings()
     except ValidationError as exc:
         raise ConfigError.from_validation(path, exc) from None
     except ValueError as exc:  # env values that are not valid JSON for nested fields

@@ -54,6 +54,8 @@ class Daemon:
     async def serve(self) -> int:
         """Run until SIGTERM/SIGINT (exit 0) or a failed background task (exit 1)."""
         loop = asyncio.get_running_loop()
+        log.info("event loop: %s.%s", type(loop).__module__, type(loop).__name__,
+                 extra={"action": "startup"})
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)

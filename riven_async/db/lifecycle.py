@@ -87,7 +87,12 @@ async def open_database(
     """Start what is needed, yield the pool, and tear down in reverse order."""
     embedded = embedded_for(settings)
     if embedded is not None:
-        await embedded.start()
+        try:
+            await embedded.start()
+        except BaseException:
+            # A stop signal during start-up must not leave a server behind.
+            await asyncio.shield(embedded.stop())
+            raise
         dsn = embedded.dsn()
     else:
         assert settings.database.url is not None
