@@ -11,9 +11,11 @@ from aiohttp import web
 from riven_async import keys
 from riven_async.config import LiveSettings, Settings
 from riven_async.core.clock import Clock, SystemClock
+from riven_async.core.looplag import LoopLagMonitor
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.db import lifecycle
 from riven_async.logs import SecretFilter
+from riven_async.web import metrics
 from riven_async.web.routes import setup_routes
 
 log = logging.getLogger(__name__)
@@ -34,10 +36,24 @@ def build_app(
     app[keys.SHUTDOWN] = shutdown or keys.Shutdown()
     app[keys.SECRET_FILTER] = secret_filter or SecretFilter(live.current.secrets())
     app[keys.STARTED_AT] = time.time()
+    app[keys.LOOP_LAG] = LoopLagMonitor()
+    app[keys.METRICS] = _metrics_registry(app)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_tasks_ctx)
     setup_routes(app)
     return app
+
+
+def _metrics_registry(app: web.Application) -> metrics.MetricsRegistry:
+    registry = metrics.MetricsRegistry()
+    registry.register("process", metrics.process_section(app[keys.STARTED_AT]))
+
+    async def event_loop() -> metrics.Section:
+        return app[keys.LOOP_LAG].snapshot()
+
+    registry.register("event_loop", event_loop)
+    registry.register("database", metrics.pool_section(lambda: app.get(keys.POOL)))
+    return registry
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -56,5 +72,6 @@ async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
 
     tasks = BackgroundTasks(on_failure)
     app[keys.TASKS] = tasks
+    tasks.start("loop-lag", app[keys.LOOP_LAG].run)
     yield
     await tasks.stop(app[keys.SETTINGS].current.server.shutdown_timeout_s)

@@ -67,7 +67,7 @@ class Daemon:
         try:
             if not await self._start(runner):
                 return self.shutdown.exit_code
-            watchdog = self._start_watchdog()
+            watchdog = self._start_watchdog(runner.app[keys.LOOP_LAG].healthy)
             systemd.notify("READY=1")
             await self.shutdown.event.wait()
             systemd.notify("STOPPING=1")
@@ -106,11 +106,11 @@ class Daemon:
         _write_pid_file(settings.server.pid_file)
         return True
 
-    def _start_watchdog(self) -> asyncio.Task[None] | None:
+    def _start_watchdog(self, healthy: asyncio.Event) -> asyncio.Task[None] | None:
         interval = systemd.watchdog_interval_s()
         if interval is None:
             return None
-        return asyncio.create_task(systemd.watchdog_loop(interval), name="sd-watchdog")
+        return asyncio.create_task(systemd.watchdog_loop(interval, healthy), name="sd-watchdog")
 
 
 def _write_pid_file(path: Path | None) -> None:

@@ -10,9 +10,11 @@ from aiohttp import web
 
 from riven_async.config import LiveSettings
 from riven_async.core.clock import Clock
+from riven_async.core.looplag import LoopLagMonitor
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.db.embedded import EmbeddedPostgres
 from riven_async.logs import SecretFilter
+from riven_async.web.metrics import MetricsRegistry
 
 
 @dataclass(slots=True)
@@ -39,3 +41,5 @@ EMBEDDED_PG = web.AppKey("embedded_pg", EmbeddedPostgres)
 POOL = web.AppKey("pool", asyncpg.Pool)
 TASKS = web.AppKey("tasks", BackgroundTasks)
 STARTED_AT = web.AppKey("started_at", float)
+METRICS = web.AppKey("metrics", MetricsRegistry)
+LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)

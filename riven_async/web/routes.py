@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from riven_async.web import health
+from riven_async import keys
+from riven_async.web import health, metrics
 
 
 def setup_routes(app: web.Application) -> None:
     """Attach the handlers to ``app``."""
     app.router.add_get("/health", health.health)
+    app.router.add_get("/metrics", metrics.make_handler(app[keys.METRICS]))
