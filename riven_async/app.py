@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from riven_async import keys
 from riven_async.config import LiveSettings, Settings
-from riven_async.core.clock import Clock, SystemClock
+from riven_async.core.clock import Clock, ScaledClock, SystemClock
 from riven_async.core.looplag import LoopLagMonitor
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.db import lifecycle
@@ -32,7 +33,7 @@ def build_app(
     live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
     app = web.Application(client_max_size=live.current.server.max_plex_body_bytes)
     app[keys.SETTINGS] = live
-    app[keys.CLOCK] = clock or SystemClock()
+    app[keys.CLOCK] = clock or clock_from_settings(live.current)
     app[keys.SHUTDOWN] = shutdown or keys.Shutdown()
     app[keys.SECRET_FILTER] = secret_filter or SecretFilter(live.current.secrets())
     app[keys.STARTED_AT] = time.time()
@@ -42,6 +43,17 @@ def build_app(
     app.cleanup_ctx.append(_tasks_ctx)
     setup_routes(app)
     return app
+
+
+def clock_from_settings(settings: Settings) -> Clock:
+    """Real time, or the scaled time shared with the simulated upstreams ([clock])."""
+    section = settings.clock
+    if section.speed == 1.0 and not section.start:
+        return SystemClock()
+    start = datetime.fromisoformat(section.start) if section.start else datetime.now(UTC)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    return ScaledClock(start, section.speed, anchor=section.anchor or None)
 
 
 def _metrics_registry(app: web.Application) -> metrics.MetricsRegistry:
