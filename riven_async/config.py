@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -235,6 +236,13 @@ class ClockSection(Section):
     speed: float = Field(default=1.0, gt=0)
     start: str = ""
     anchor: float = 0.0
+
+    @field_validator("start")
+    @classmethod
+    def _iso_start(cls, value: str) -> str:
+        if value:
+            datetime.fromisoformat(value)
+        return value
 
 
 class CredentialsSource(PydanticBaseSettingsSource):
