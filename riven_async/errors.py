@@ -59,3 +59,68 @@ class PayloadError(RivenError):
         self.message = message
         self.field = field
         self.status = status
+
+
+class UpstreamError(RivenError):
+    """An upstream HTTP service failed or refused; the message names it and a scrubbed URL.
+
+    ``status`` is the HTTP status (None when no answer came back), ``body`` the response
+    body (bounded, never rendered in the message) so services can read error codes.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        status: int | None,
+        url: str,
+        reason: str = "",
+        *,
+        method: str = "GET",
+        retry_after_s: float | None = None,
+        body: bytes = b"",
+    ) -> None:
+        self.service = service
+        self.status = status
+        self.url = url
+        self.method = method
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+        self.body = body[:65_536]
+        what = f"HTTP {status}" if status is not None else "no answer"
+        message = f"{service}: {what} on {method} {url}"
+        if reason:
+            message += f": {reason}"
+        super().__init__(message)
+
+
+class RateLimited(UpstreamError):
+    """The upstream answered 429; every request to it is paused for ``retry_after_s``."""
+
+    retry_after_s: float
+
+    def __init__(
+        self,
+        service: str,
+        url: str,
+        retry_after_s: float,
+        *,
+        method: str = "GET",
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(
+            service,
+            429,
+            url,
+            f"rate limited, retry after {retry_after_s:.1f}s",
+            method=method,
+            retry_after_s=retry_after_s,
+            body=body,
+        )
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The upstream cannot be reached: connection failure, timeout, or an open circuit."""
+
+
+class UpstreamPayloadError(UpstreamError):
+    """The upstream answered, but the body cannot be decoded (bad JSON, too large)."""

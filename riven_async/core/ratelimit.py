@@ -162,8 +162,8 @@ class SlidingWindowLimiter:
 
     def pause(self, seconds: float) -> None:
         """Hold every request (queued or new) for ``seconds`` from now, e.g. after a 429."""
-        until = self._clock.monotonic() + max(0.0, seconds)
-        if until > self._paused_until:
+        until = self._clock.monotonic() + seconds
+        if seconds > 0 and until > self._paused_until:
             self._paused_until = until
             log.info(
                 "%s: pausing every request for %.1fs",
