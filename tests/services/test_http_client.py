@@ -13,6 +13,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from riven_async.config import load_settings_from_dict
 from riven_async.core.cache import CacheState
 from riven_async.core.clock import ManualClock, ScaledClock
 from riven_async.core.http import ApiKeyAuth, HttpClient, Secret, UpstreamPolicy
@@ -22,6 +23,7 @@ from riven_async.errors import (
     UpstreamPayloadError,
     UpstreamUnavailable,
 )
+from riven_async.upstreams import UpstreamClients, default_auth, policy_from_section
 from tests.services.conftest import ClientFactory, FakeUpstream, Handler, UpstreamFactory
 
 
@@ -792,3 +794,76 @@ async def test_context_manager_closes(make_upstream: UpstreamFactory) -> None:
         assert (await client.get("/x")).status == 200
     with pytest.raises(RuntimeError, match="closed"):
         await client.get("/x")
+
+
+# --- building clients from the config -------------------------------------------------
+
+
+def test_policy_from_section_mirrors_the_config() -> None:
+    settings = load_settings_from_dict(
+        {
+            "upstreams": {
+                "alldebrid": {
+                    "enabled": True,
+                    "api_key": KEY,
+                    "max_connections": 4,
+                    "cache_ttl_s": {"user": 60.0},
+                }
+            }
+        }
+    )
+    policy = policy_from_section("alldebrid", settings.upstreams.alldebrid)
+    assert policy.windows == ((12, 1.0), (600, 60.0))
+    assert policy.max_connections == 4
+    assert policy.cache_ttl_s == (("user", 60.0),)
+    assert policy.api_key.reveal() == KEY
+    assert policy.auth == ApiKeyAuth("header", "Authorization", "Bearer {key}")
+    assert KEY not in repr(policy)
+
+
+def test_tmdb_takes_a_v4_token_as_bearer_and_a_v3_key_as_a_query_param() -> None:
+    assert default_auth("tmdb", "eyJhbGciOiJIUzI1NiJ9.eyJhdWQiOiJ4In0.sig") == ApiKeyAuth(
+        "header", "Authorization", "Bearer {key}"
+    )
+    assert default_auth("tmdb", "0123456789abcdef0123456789abcdef") == ApiKeyAuth(
+        "query", "api_key"
+    )
+    assert default_auth("tvmaze", "") is None
+
+
+async def test_clients_from_settings_one_per_enabled_upstream(
+    make_upstream: UpstreamFactory,
+) -> None:
+    up = await make_upstream({"/user": json_handler({"id": 1}), "/stream/{x}": json_handler({})})
+    settings = load_settings_from_dict(
+        {
+            "upstreams": {
+                "realdebrid": {"enabled": True, "base_url": up.base_url, "api_key": KEY},
+                "torrentio": {"base_url": up.base_url},
+                "tvmaze": {"enabled": False},
+            }
+        }
+    )
+    async with UpstreamClients.from_settings(settings, clock=ManualClock()) as clients:
+        assert set(clients) == {"tmdb", "torrentio", "realdebrid"}
+        assert "tvmaze" not in clients
+        assert len(clients) == 3
+        with pytest.raises(KeyError, match="not enabled"):
+            clients["tvmaze"]
+        assert clients.get("tvmaze") is None
+        rd = clients["realdebrid"]
+        assert (await rd.get("/user")).json() == {"id": 1}
+        assert up.requests[-1].headers["Authorization"] == f"Bearer {KEY}"
+        assert up.requests[-1].headers["Accept"] == "application/json"
+        # The RD key inside torrentio's config segment is masked in torrentio's errors too.
+        with pytest.raises(UpstreamError) as caught:
+            await clients["torrentio"].get(f"/realdebrid={KEY}/nothing")
+        assert KEY not in str(caught.value)
+        stats = clients.stats_dict()
+        assert set(stats) == {"tmdb", "torrentio", "realdebrid"}
+        assert stats["realdebrid"]["limiter"]["windows"] == [
+            {"limit": 250, "seconds": 60.0, "used": 1}
+        ]
+        assert "realdebrid" in repr(clients)
+    with pytest.raises(RuntimeError, match="closed"):
+        await rd.get("/user")
