@@ -221,13 +221,125 @@ class UpstreamsSection(Section):
     overseerr: OverseerrSection = Field(default_factory=OverseerrSection)
 
 
+def _check_folder_name(value: str) -> str:
+    if value in ("", ".", "..") or "/" in value or "\\" in value or "\0" in value:
+        raise ValueError(f"{value!r} must be one plain folder name (no slashes, not . or ..)")
+    return value
+
+
+FolderName = Annotated[str, AfterValidator(_check_folder_name)]
+
+
 class LibrarySection(Section):
     """Where the debrid mount is and where the Plex-style symlink library goes."""
 
     mount_dir: Path = Path("/mnt/debrid/__all__")
     root: Path = Path("/mnt/library")
-    movies_dir: str = "Movies"
-    shows_dir: str = "Shows"
+    movies_dir: FolderName = "Movies"
+    shows_dir: FolderName = "Shows"
+    mount_scan_ttl_s: PositiveSeconds = 5.0
+    mount_wait_timeout_s: PositiveSeconds = 300.0
+
+
+Resolution = Literal["2160p", "1080p", "720p", "480p", "360p", "unknown"]
+TrashQuality = Literal["CAM", "TS", "TC", "SCR", "R5", "PDTV"]
+Codec = Literal["avc", "hevc", "av1", "xvid", "mpeg"]
+_QUALITY_ALIASES = {"TELESYNC": "TS", "TELECINE": "TC", "SCREENER": "SCR", "HDCAM": "CAM"}
+_CODEC_ALIASES = {"x264": "avc", "h264": "avc", "x265": "hevc", "h265": "hevc"}
+_LANGUAGE_RE = re.compile(r"^(?:[a-z]{2,3}(?:-[a-z]{2,4})?|anime|non_anime|common|all)$")
+
+
+def _normalised(value: Any, aliases: dict[str, str], upper: bool) -> Any:
+    if not isinstance(value, list):
+        return value
+    out: list[Any] = []
+    for item in value:
+        if isinstance(item, str):
+            item = item.strip().upper() if upper else item.strip().lower()
+            item = aliases.get(item, item)
+        out.append(item)
+    return out
+
+
+def _unique(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError("must not list the same value twice")
+    return value
+
+
+def _check_patterns(value: list[str]) -> list[str]:
+    for pattern in value:
+        # rank-torrent-name's convention: /.../ is case-sensitive, anything else is not.
+        body = pattern[1:-1] if len(pattern) > 1 and pattern[0] == pattern[-1] == "/" else pattern
+        if not body:
+            raise ValueError("an empty pattern would match every title")
+        try:
+            re.compile(body)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+    return value
+
+
+def _check_languages(value: list[str]) -> list[str]:
+    for code in value:
+        if not _LANGUAGE_RE.match(code):
+            raise ValueError(
+                f"{code!r} is not a language code (like 'en', 'fr') or a group "
+                "(anime, non_anime, common, all)"
+            )
+    return _unique(value)
+
+
+def _default_resolutions() -> list[Resolution]:
+    return ["1080p", "720p"]
+
+
+def _default_exclusions() -> list[TrashQuality]:
+    return ["CAM", "TS", "TC", "SCR"]
+
+
+Patterns = Annotated[list[str], AfterValidator(_check_patterns)]
+Languages = Annotated[list[str], AfterValidator(_check_languages)]
+
+
+class RankingSection(Section):
+    """The ranking profile: which releases are acceptable, and in what order."""
+
+    resolutions: Annotated[list[Resolution], AfterValidator(_unique)] = Field(
+        default_factory=_default_resolutions, min_length=1
+    )
+    exclude_qualities: Annotated[list[TrashQuality], AfterValidator(_unique)] = Field(
+        default_factory=_default_exclusions
+    )
+    exclude_terms: Patterns = Field(default_factory=list)
+    preferred_terms: Patterns = Field(default_factory=list)
+    preferred_codecs: Annotated[list[Codec], AfterValidator(_unique)] = Field(default_factory=list)
+    preferred_languages: Languages = Field(default_factory=list)
+    exclude_languages: Languages = Field(default_factory=list)
+    allow_dolby_vision_only: bool = False
+    movie_min_size_mb: float = Field(default=200.0, ge=0)
+    movie_max_size_gb: float = Field(default=0.0, ge=0)
+    episode_min_size_mb: float = Field(default=40.0, ge=0)
+    episode_max_size_gb: float = Field(default=0.0, ge=0)
+    min_seeders: int = Field(default=0, ge=0)
+    max_results: int = Field(default=10, ge=1, le=1000)
+    title_similarity: float = Field(default=0.85, gt=0, le=1)
+    min_rank: int = -10000
+
+    @field_validator("exclude_qualities", mode="before")
+    @classmethod
+    def _quality_aliases(cls, value: Any) -> Any:
+        return _normalised(value, _QUALITY_ALIASES, upper=True)
+
+    @field_validator("preferred_codecs", mode="before")
+    @classmethod
+    def _codec_aliases(cls, value: Any) -> Any:
+        return _normalised(value, _CODEC_ALIASES, upper=False)
+
+    @field_validator("resolutions", "preferred_languages", "exclude_languages", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return _normalised(value, {"4k": "2160p"}, upper=False)
 
 
 class ClockSection(Section):
@@ -287,6 +399,7 @@ class Settings(BaseSettings):
     logging: LoggingSection = Field(default_factory=LoggingSection)
     upstreams: UpstreamsSection = Field(default_factory=UpstreamsSection)
     library: LibrarySection = Field(default_factory=LibrarySection)
+    ranking: RankingSection = Field(default_factory=RankingSection)
     clock: ClockSection = Field(default_factory=ClockSection)
 
     toml_path: ClassVar[Path | None] = None
@@ -388,6 +501,9 @@ def _check_consistency(path: Path, settings: Settings) -> None:
     db = settings.database
     if db.pool_min > db.pool_max:
         raise ConfigError(path, "must not exceed database.pool_max", key="database.pool_min")
+    library = settings.library
+    if library.root.is_relative_to(library.mount_dir):
+        raise ConfigError(path, "must not be the debrid mount or inside it", key="library.root")
     if not settings.server.api_key.get_secret_value():
         raise ConfigError(
             path,
