@@ -24,7 +24,7 @@ from riven_async.core.breaker import BreakerStats, CircuitBreaker, CircuitOpen, 
 from riven_async.core.cache import CacheState, CacheStats, TtlCache
 from riven_async.core.clock import Clock, SystemClock
 from riven_async.core.coalesce import Coalescer
-from riven_async.core.ratelimit import LimiterStats, SlidingWindowLimiter, Window
+from riven_async.core.ratelimit import Hold, LimiterStats, SlidingWindowLimiter, Slot, Window
 from riven_async.errors import (
     RateLimited,
     UpstreamError,
@@ -109,6 +109,7 @@ class UpstreamPolicy:
     auth: ApiKeyAuth | None = None
     headers: tuple[tuple[str, str], ...] = ()
     scrub: tuple[Secret, ...] = field(default=(), repr=False)
+    window_hold: Hold = "done"
     window_guard_s: float = 0.0
     retry_after_cap_s: float = 3600.0
     max_body_bytes: int = 64 * 1024 * 1024
@@ -210,11 +211,14 @@ class HttpClient:
 
     Every attempt takes a connection slot, then a slot in every rate window (so no
     request is admitted and then left waiting for a connection), then a breaker ticket.
-    Connection errors, timeouts and transient 5xx are retried with full-jitter backoff
-    (non-idempotent methods only when the request was surely not processed: connect
-    failures, 429, 503). A 429 pauses the whole upstream for its ``Retry-After``. GETs
-    with the same URL and headers that are in flight at once share one call; GETs with
-    a ``cache_namespace`` that has a TTL are served from the cache.
+    By default (``window_hold="done"``) a request holds its window place until its
+    response is in, so the upstream's own clock never sees a window overfilled, whatever
+    the latency; a connect failure hands the place back. Connection errors, timeouts and
+    transient 5xx are retried with full-jitter backoff (non-idempotent methods only when
+    the request was surely not processed: connect failures, 429, 503). A 429 pauses the
+    whole upstream for its ``Retry-After``. GETs with the same URL and headers that are
+    in flight at once share one call; GETs with a ``cache_namespace`` that has a TTL are
+    served from the cache.
     """
 
     def __init__(
@@ -234,6 +238,7 @@ class HttpClient:
         self._limiter = SlidingWindowLimiter(
             (Window(limit, seconds) for limit, seconds in policy.windows),
             self._clock,
+            hold=policy.window_hold,
             guard_s=policy.window_guard_s,
             name=policy.name,
         )
@@ -489,35 +494,31 @@ class HttpClient:
         admitted = False
         try:
             async with self._slots:
-                started = await self._limiter.acquire()
+                slot = await self._limiter.acquire()
                 self._queued -= 1
                 admitted = True
                 try:
                     ticket = self._breaker.admit()
                 except CircuitOpen as exc:  # opened while this call waited for its slot
-                    self._limiter.refund(started)
+                    self._limiter.refund(slot)
                     raise self._unavailable(call, exc) from None
-                return await self._exchange(call, attempt, ticket)
+                return await self._exchange(call, attempt, ticket, slot)
         finally:
             if not admitted:
                 self._queued -= 1
 
-    async def _exchange(self, call: _Call, attempt: int, ticket: Ticket) -> Response | float:
-        more = attempt < call.max_retries
+    async def _exchange(
+        self, call: _Call, attempt: int, ticket: Ticket, slot: Slot
+    ) -> Response | float:
         self._in_flight += 1
         try:
             response = await self._transmit(call)
+        except aiohttp.ClientConnectorError as exc:
+            # The connection never opened, so the upstream never saw this request.
+            self._limiter.refund(slot)
+            return self._failed(call, attempt, ticket, exc, safe_to_repeat=True)
         except _TRANSIENT_ERRORS as exc:
-            self._breaker.failure(ticket)
-            self._by_class["error"] += 1
-            # A failed connect never reached the upstream, so even a POST may go again.
-            safe_to_repeat = call.idempotent or isinstance(exc, aiohttp.ClientConnectorError)
-            error = self._unavailable(call, exc)
-            if not (more and safe_to_repeat):
-                raise error from None
-            return self._retry_in(
-                call, attempt, error.reason, self._backoff.delay(attempt, self._rng)
-            )
+            return self._failed(call, attempt, ticket, exc, safe_to_repeat=call.idempotent)
         except aiohttp.ClientError as exc:  # bad URL, too many redirects: not the upstream's health
             self._breaker.abandon(ticket)
             self._by_class["error"] += 1
@@ -529,7 +530,25 @@ class HttpClient:
             raise
         finally:
             self._in_flight -= 1
+            self._limiter.release(slot)
         return self._judge(call, attempt, ticket, response)
+
+    def _failed(
+        self,
+        call: _Call,
+        attempt: int,
+        ticket: Ticket,
+        exc: BaseException,
+        *,
+        safe_to_repeat: bool,
+    ) -> float:
+        """No answer came back: count an outage; the delay before a retry, or raise."""
+        self._breaker.failure(ticket)
+        self._by_class["error"] += 1
+        error = self._unavailable(call, exc)
+        if not (attempt < call.max_retries and safe_to_repeat):
+            raise error from None
+        return self._retry_in(call, attempt, error.reason, self._backoff.delay(attempt, self._rng))
 
     def _judge(
         self, call: _Call, attempt: int, ticket: Ticket, response: Response

@@ -8,6 +8,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from riven_async.core.clock import Clock
 
@@ -45,35 +46,48 @@ class LimiterStats:
     """A snapshot for the metrics endpoint."""
 
     waiters: int
+    in_flight: int
     admitted: int
     refunded: int
     paused_for_s: float
     windows: tuple[WindowUsage, ...]
 
 
-class _Ring:
-    """The start times of the last ``limit`` admitted requests of one window, oldest first."""
+class Slot:
+    """One admitted request: when it started and (``hold="done"``) when it finished."""
 
-    __slots__ = ("limit", "seconds", "starts")
+    __slots__ = ("done", "started")
+
+    def __init__(self, started: float, done: float) -> None:
+        self.started = started
+        self.done = done  # +inf while in flight under hold="done"
+
+    def __repr__(self) -> str:
+        return f"<Slot started={self.started:.3f} done={self.done:.3f}>"
+
+
+class _Ring:
+    """The last ``limit`` admitted requests of one window, oldest first."""
+
+    __slots__ = ("limit", "seconds", "slots")
 
     def __init__(self, window: Window, guard_s: float) -> None:
         self.limit = window.limit
         self.seconds = window.seconds + guard_s
-        self.starts: deque[float] = deque(maxlen=window.limit)
+        self.slots: deque[Slot] = deque(maxlen=window.limit)
 
     def free_at(self) -> float:
         """Earliest time a new request may start as far as this window is concerned."""
-        if len(self.starts) < self.limit:
+        if len(self.slots) < self.limit:
             return float("-inf")
-        return self.starts[0] + self.seconds
+        return self.slots[0].done + self.seconds
 
     def used(self, now: float) -> int:
-        count = 0
-        for start in reversed(self.starts):
-            if now >= start + self.seconds:  # the same comparison as ``free_at``
-                break
-            count += 1
-        return count
+        # In admission order, so ``done`` is not monotone under hold="done": count them all.
+        return sum(1 for slot in self.slots if now < slot.done + self.seconds)
+
+
+Hold = Literal["start", "done"]
 
 
 class SlidingWindowLimiter:
@@ -81,18 +95,27 @@ class SlidingWindowLimiter:
 
     A request admitted at ``t`` counts in a window of length ``T`` during ``[t, t + T)``:
     the new start is allowed when, for every window, fewer than ``limit`` earlier starts
-    lie in ``(t - T, t]``. Each window keeps only its last ``limit`` start times, so
-    memory is bounded by the limits, and the check is exact: there is no burst allowance
-    on top of the limit, before or after an idle spell (unlike a token or leaky bucket,
-    whose full bucket plus its refill lets through almost twice the limit in one window).
+    lie in ``(t - T, t]``. Each window keeps only its last ``limit`` requests, so memory
+    is bounded by the limits, and the check is exact: there is no burst allowance on top
+    of the limit, before or after an idle spell (unlike a token or leaky bucket, whose
+    full bucket plus its refill lets through almost twice the limit in one window).
+
+    ``hold="done"`` makes a request occupy its windows from admission until ``release``
+    (its response is in) plus ``T``: a request is admitted only when the one ``limit``
+    places before it *finished* at least ``T`` ago. The upstream receives each request
+    at some instant between its admission and its response, so then no window of the
+    upstream's own clock can see more than ``limit`` arrivals, whatever the network
+    latency and its jitter (cold connections, TLS handshakes). Exact on admission
+    instants alone (``hold="start"``) is not enough at saturation: a request admitted
+    exactly ``T`` after an earlier one that was delayed in transit arrives less than
+    ``T`` after it. The price is one response time per window length.
 
     Waiters are admitted strictly in arrival order, in batches: one timer wakes the
     queue when the head may go, and admits every waiter the windows allow at that
     instant. A cancelled waiter leaves the queue; one cancelled after admission but
     before it ran hands its slot back.
 
-    ``guard_s`` lengthens every window, a margin for network jitter between the moment
-    of admission and the upstream's own clock.
+    ``guard_s`` lengthens every window by a fixed margin.
     """
 
     def __init__(
@@ -100,20 +123,25 @@ class SlidingWindowLimiter:
         windows: Iterable[Window | tuple[int, float]],
         clock: Clock,
         *,
+        hold: Hold = "start",
         guard_s: float = 0.0,
         name: str = "",
     ) -> None:
         if guard_s < 0:
             raise ValueError("guard_s must be >= 0")
+        if hold not in ("start", "done"):
+            raise ValueError(f"hold must be 'start' or 'done', not {hold!r}")
         parsed = tuple(
             w if isinstance(w, Window) else Window(int(w[0]), float(w[1])) for w in windows
         )
         self.windows = parsed
         self.name = name
+        self.hold: Hold = hold
         self._clock = clock
         self._rings = tuple(_Ring(w, guard_s) for w in parsed)
-        self._queue: deque[asyncio.Future[float]] = deque()
+        self._queue: deque[asyncio.Future[Slot]] = deque()
         self._queued = 0
+        self._in_flight = 0
         self._paused_until = float("-inf")
         self._timer: asyncio.Task[None] | None = None
         self._timer_at = float("inf")
@@ -123,17 +151,23 @@ class SlidingWindowLimiter:
 
     def __repr__(self) -> str:
         windows = ", ".join(str(w) for w in self.windows) or "unlimited"
-        return f"<SlidingWindowLimiter {self.name or '?'} [{windows}] waiters={self._queued}>"
+        return (
+            f"<SlidingWindowLimiter {self.name or '?'} [{windows}] hold={self.hold} "
+            f"waiters={self._queued}>"
+        )
 
-    async def acquire(self) -> float:
-        """Wait for a slot in every window; return the admission time (clock seconds)."""
+    async def acquire(self) -> Slot:
+        """Wait for a place in every window; ``slot.started`` is the admission time.
+
+        Under ``hold="done"`` the caller must ``release(slot)`` once the response is in
+        (or ``refund(slot)`` if the request was never sent), in a ``finally``.
+        """
         if self._closed:
             raise RuntimeError(f"limiter {self.name!r} is closed")
         now = self._clock.monotonic()
         if self._queued == 0 and now >= self._free_at():
-            self._record(now)
-            return now
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            return self._record(now)
+        fut: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         self._queue.append(fut)
         self._queued += 1
         self._dispatch()
@@ -148,15 +182,22 @@ class SlidingWindowLimiter:
                 self.refund(fut.result())
             raise
 
-    def refund(self, started: float) -> None:
+    def release(self, slot: Slot) -> None:
+        """The request's response is in (or it failed): under hold="done" its clock starts."""
+        if slot.done == float("inf"):
+            slot.done = max(slot.started, self._clock.monotonic())
+            self._in_flight -= 1
+            self._dispatch()
+
+    def refund(self, slot: Slot) -> None:
         """Hand back a slot whose request was never sent (admitted, then abandoned)."""
-        now = self._clock.monotonic()
+        if slot.done == float("inf"):
+            self._in_flight -= 1
+        slot.done = slot.started
         for ring in self._rings:
-            # A start a full window old constrains nothing any more (and may already have
-            # been pushed out, so an equal value left in the ring would be someone else's).
-            if now < started + ring.seconds:
-                with contextlib.suppress(ValueError):
-                    ring.starts.remove(started)
+            # Not there any more only if pushed out after its window had passed.
+            with contextlib.suppress(ValueError):
+                ring.slots.remove(slot)
         self._refunded += 1
         self._dispatch()
 
@@ -180,6 +221,7 @@ class SlidingWindowLimiter:
         now = self._clock.monotonic()
         return LimiterStats(
             waiters=self._queued,
+            in_flight=self._in_flight,
             admitted=self._admitted,
             refunded=self._refunded,
             paused_for_s=max(0.0, self._paused_until - now),
@@ -210,10 +252,16 @@ class SlidingWindowLimiter:
                 free = at
         return free
 
-    def _record(self, now: float) -> None:
+    def _record(self, now: float) -> Slot:
+        if self.hold == "done":
+            slot = Slot(now, float("inf"))
+            self._in_flight += 1
+        else:
+            slot = Slot(now, now)
         for ring in self._rings:
-            ring.starts.append(now)
+            ring.slots.append(slot)
         self._admitted += 1
+        return slot
 
     def _dispatch(self) -> None:
         """Admit every head-of-queue waiter the windows allow now; arm a timer for the rest."""
@@ -230,13 +278,12 @@ class SlidingWindowLimiter:
             if head.done():
                 continue
             self._queued -= 1
-            self._record(now)
-            head.set_result(now)
+            head.set_result(self._record(now))
         self._disarm()
 
     def _arm(self, at: float) -> None:
-        if self._closed:
-            return
+        if self._closed or at == float("inf"):
+            return  # waiting for a release, which dispatches again
         if self._timer is not None and not self._timer.done() and self._timer_at <= at:
             return
         self._disarm()

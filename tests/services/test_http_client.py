@@ -444,6 +444,53 @@ async def test_the_windows_hold_requests_back(
     assert up.hits["/x"] == 5
 
 
+async def test_a_request_holds_its_window_place_until_its_response_is_in(
+    make_upstream: UpstreamFactory, make_client: ClientFactory
+) -> None:
+    clock = ManualClock()
+    gate = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await gate.wait()
+        return web.json_response({})
+
+    up = await make_upstream({"/slow": slow, "/fast": json_handler({})})
+    client = make_client(up, clock=clock, windows=((1, 10.0),))
+    first = asyncio.create_task(client.get("/slow"))
+    await asyncio.sleep(0.05)
+    clock.set_elapsed(50.0)  # long past the window, but the first is still on the wire
+    second = asyncio.create_task(client.get("/fast"))
+    await asyncio.sleep(0.05)
+    assert up.hits["/fast"] == 0
+    assert client.stats().limiter.in_flight == 1
+    gate.set()
+    await first  # done at t=50: its window runs to t=60
+    await asyncio.sleep(0.05)
+    assert up.hits["/fast"] == 0
+    clock.set_elapsed(60.0)
+    await second
+    assert up.hits["/fast"] == 1
+
+
+async def test_a_failed_connect_hands_its_window_place_back(make_client: ClientFactory) -> None:
+    clock = ManualClock()
+    client = make_client(
+        f"http://127.0.0.1:{closed_port()}", clock=clock, windows=((1, 60.0),), max_retries=2
+    )
+    task = asyncio.create_task(client.get("/x"))
+    # Backoff sleeps run on the manual clock: jump over them as they come.
+    await asyncio.wait([task], timeout=0.01)
+    while not task.done():
+        deadline = clock.next_deadline()
+        if deadline is not None:
+            clock.set_elapsed(deadline)
+        await asyncio.wait([task], timeout=0.01)
+    with pytest.raises(UpstreamUnavailable):
+        await task
+    assert clock.monotonic() < 1.0  # three attempts, none waited for the 60 s window
+    assert client.stats().limiter.refunded == 3
+
+
 # --- coalescing -----------------------------------------------------------------------
 
 

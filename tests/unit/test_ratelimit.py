@@ -14,7 +14,7 @@ from riven_async.core.clock import ManualClock, SystemClock
 from riven_async.core.ratelimit import SlidingWindowLimiter, Window
 
 PROPERTY_SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
@@ -43,6 +43,10 @@ def reference_schedule(windows: Sequence[Window], arrivals: Sequence[float]) -> 
         starts.append(at)
         previous = at
     return starts
+
+
+async def started_at(limiter: SlidingWindowLimiter) -> float:
+    return (await limiter.acquire()).started
 
 
 async def advance_to(clock: ManualClock, at: float) -> None:
@@ -83,7 +87,7 @@ def test_every_window_holds_and_no_request_waits_needlessly(
         starts: dict[int, float] = {}
 
         async def caller(index: int) -> None:
-            starts[index] = await limiter.acquire()
+            starts[index] = (await limiter.acquire()).started
             assert starts[index] == clock.monotonic()
 
         tasks = []
@@ -124,7 +128,7 @@ def test_cancelled_waiters_never_break_the_windows_or_leak_slots(
         finished: list[bool] = []
 
         async def caller() -> None:
-            started = await limiter.acquire()
+            started = (await limiter.acquire()).started
             starts.append(started)
             finished.append(True)
 
@@ -164,12 +168,122 @@ def test_cancelled_waiters_never_break_the_windows_or_leak_slots(
     asyncio.run(scenario())
 
 
+def max_overlapping(spans: Sequence[tuple[float, float]], window: Window) -> int:
+    """Most requests an upstream could see in one window if each arrives anywhere in its span.
+
+    A set can land inside one ``[x, x + T)`` iff every span reaches it; the tightest ``x``
+    is the earliest end among them, so try each span's end.
+    """
+    best = 0
+    for _, end in spans:
+        best = max(best, sum(1 for s, d in spans if d >= end and s < end + window.seconds))
+    return best
+
+
+def reference_done_schedule(
+    windows: Sequence[Window], arrivals: Sequence[float], durations: Sequence[float]
+) -> list[tuple[float, float]]:
+    """FIFO greedy when a request holds its place until it is done."""
+    spans: list[tuple[float, float]] = []
+    previous = float("-inf")
+    for arrival, duration in zip(arrivals, durations, strict=True):
+        at = max(arrival, previous)
+        for w in windows:
+            if len(spans) >= w.limit:
+                at = max(at, spans[-w.limit][1] + w.seconds)
+        spans.append((at, at + duration))
+        previous = at
+    return spans
+
+
+@PROPERTY_SETTINGS
+@given(
+    windows=windows_st,
+    groups=arrivals_st,
+    durations=st.lists(st.floats(0.0, 5.0), min_size=1, max_size=20),
+)
+def test_hold_done_keeps_every_window_whatever_the_transit_time(
+    windows: list[Window], groups: list[tuple[float, int]], durations: list[float]
+) -> None:
+    async def scenario() -> tuple[list[float], list[float], list[tuple[float, float]]]:
+        clock = ManualClock()
+        limiter = SlidingWindowLimiter(windows, clock, hold="done")
+        arrivals: list[float] = []
+        needed: list[float] = []
+        spans: dict[int, tuple[float, float]] = {}
+
+        async def caller(index: int, duration: float) -> None:
+            slot = await limiter.acquire()
+            try:
+                await clock.sleep(duration)  # the request is on the wire
+            finally:
+                limiter.release(slot)
+            spans[index] = (slot.started, clock.monotonic())
+
+        tasks = []
+        at = 0.0
+        for gap, count in groups:
+            at += gap
+            await advance_to(clock, at)
+            for _ in range(count):
+                duration = durations[len(arrivals) % len(durations)]
+                tasks.append(asyncio.create_task(caller(len(arrivals), duration)))
+                arrivals.append(at)
+                needed.append(duration)
+            await asyncio.sleep(0)
+        await clock.run_until_idle()
+        await asyncio.gather(*tasks)
+        assert limiter.stats().in_flight == 0
+        await limiter.aclose()
+        return arrivals, needed, [spans[i] for i in range(len(arrivals))]
+
+    arrivals, needed, spans = asyncio.run(scenario())
+    for w in windows:
+        assert max_overlapping(spans, w) <= w.limit
+    expected = reference_done_schedule(windows, arrivals, needed)
+    assert [s for s, _ in spans] == pytest.approx([s for s, _ in expected], abs=1e-9)
+
+
+async def test_hold_done_waits_for_the_response_then_the_window() -> None:
+    clock = ManualClock()
+    limiter = SlidingWindowLimiter([(1, 10.0)], clock, hold="done")
+    slot = await limiter.acquire()
+    nxt = asyncio.create_task(started_at(limiter))
+    await advance_to(clock, 100.0)
+    assert not nxt.done()  # the first is still in flight: its window has not begun
+    assert limiter.stats().in_flight == 1
+    assert limiter.stats().windows[0].used == 1
+    limiter.release(slot)
+    limiter.release(slot)  # idempotent
+    await clock.run_until_idle()
+    assert await nxt == 110.0
+    assert limiter.stats().in_flight == 1
+    await limiter.aclose()
+
+
+async def test_hold_done_refund_of_an_unsent_request_frees_the_place_at_once() -> None:
+    clock = ManualClock()
+    limiter = SlidingWindowLimiter([(1, 10.0)], clock, hold="done")
+    slot = await limiter.acquire()
+    nxt = asyncio.create_task(started_at(limiter))
+    await asyncio.sleep(0)
+    limiter.refund(slot)
+    assert await nxt == 0.0
+    assert limiter.stats().in_flight == 1
+    await limiter.aclose()
+
+
+def test_unknown_hold_is_rejected() -> None:
+    with pytest.raises(ValueError, match="hold"):
+        SlidingWindowLimiter([(1, 1.0)], ManualClock(), hold="end")  # type: ignore[arg-type]
+
+
 async def test_first_requests_pass_at_once_then_wait_for_the_oldest_to_leave() -> None:
     clock = ManualClock()
     limiter = SlidingWindowLimiter([(3, 10.0)], clock)
-    assert [await limiter.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert [(await limiter.acquire()).started for _ in range(3)] == [0.0, 0.0, 0.0]
     clock.advance(4.0)
-    task = asyncio.create_task(limiter.acquire())
+    task = asyncio.create_task(started_at(limiter))
     await clock.run_until_idle()
     assert await task == 10.0
 
@@ -181,7 +295,7 @@ async def test_several_windows_are_all_held() -> None:
 
     async def caller() -> None:
         for _ in range(40):
-            starts.append(await limiter.acquire())
+            starts.append((await limiter.acquire()).started)
 
     tasks = [asyncio.create_task(caller()) for _ in range(50)]
     await clock.run_until_idle(limit_s=180.0)
@@ -220,10 +334,10 @@ async def test_a_newcomer_never_jumps_the_queue_even_when_a_slot_is_free() -> No
     limiter = SlidingWindowLimiter([(2, 10.0)], clock)
     await limiter.acquire()
     await limiter.acquire()
-    waiting = asyncio.create_task(limiter.acquire())
+    waiting = asyncio.create_task(started_at(limiter))
     await asyncio.sleep(0)
     clock.set_elapsed(10.0)  # both slots free now, but the timer task has not run yet
-    late = asyncio.create_task(limiter.acquire())
+    late = asyncio.create_task(started_at(limiter))
     done, _ = await asyncio.wait([waiting, late], return_when=asyncio.FIRST_COMPLETED)
     assert waiting in done
     await clock.run_until_idle()
@@ -236,8 +350,8 @@ async def test_a_cancelled_waiter_frees_its_place() -> None:
     clock = ManualClock()
     limiter = SlidingWindowLimiter([(1, 5.0)], clock)
     await limiter.acquire()
-    first = asyncio.create_task(limiter.acquire())
-    second = asyncio.create_task(limiter.acquire())
+    first = asyncio.create_task(started_at(limiter))
+    second = asyncio.create_task(started_at(limiter))
     await asyncio.sleep(0)
     assert limiter.stats().waiters == 2
     first.cancel()
@@ -253,8 +367,8 @@ async def test_a_waiter_cancelled_right_after_admission_hands_its_slot_back() ->
     clock = ManualClock()
     limiter = SlidingWindowLimiter([(1, 5.0)], clock)
     first = await limiter.acquire()
-    admitted = asyncio.create_task(limiter.acquire())
-    follower = asyncio.create_task(limiter.acquire())
+    admitted = asyncio.create_task(started_at(limiter))
+    follower = asyncio.create_task(started_at(limiter))
     await asyncio.sleep(0)
     clock.set_elapsed(1.0)
     # The refund admits ``admitted`` synchronously; cancel it before it ever runs again.
@@ -271,9 +385,9 @@ async def test_a_waiter_cancelled_right_after_admission_hands_its_slot_back() ->
 async def test_refund_gives_back_an_unused_slot() -> None:
     clock = ManualClock()
     limiter = SlidingWindowLimiter([(1, 60.0)], clock)
-    started = await limiter.acquire()
-    limiter.refund(started)
-    assert await limiter.acquire() == 0.0
+    slot = await limiter.acquire()
+    limiter.refund(slot)
+    assert (await limiter.acquire()).started == 0.0
     await limiter.aclose()
 
 
@@ -283,7 +397,7 @@ async def test_pause_holds_everyone_including_newcomers() -> None:
     await limiter.acquire()
     limiter.pause(30.0)
     assert limiter.stats().paused_for_s == 30.0
-    tasks = [asyncio.create_task(limiter.acquire()) for _ in range(5)]
+    tasks = [asyncio.create_task(started_at(limiter)) for _ in range(5)]
     await clock.run_until_idle()
     assert [await t for t in tasks] == [30.0] * 5
     assert limiter.paused_for() == 0.0
@@ -331,7 +445,7 @@ async def test_guard_lengthens_every_window() -> None:
     clock = ManualClock()
     limiter = SlidingWindowLimiter([(1, 1.0)], clock, guard_s=0.25)
     await limiter.acquire()
-    task = asyncio.create_task(limiter.acquire())
+    task = asyncio.create_task(started_at(limiter))
     await clock.run_until_idle()
     assert await task == 1.25
     await limiter.aclose()
@@ -341,7 +455,7 @@ async def test_closed_limiter_fails_waiters_and_refuses_new_ones() -> None:
     clock = ManualClock()
     limiter = SlidingWindowLimiter([(1, 60.0)], clock, name="rd")
     await limiter.acquire()
-    waiter = asyncio.create_task(limiter.acquire())
+    waiter = asyncio.create_task(started_at(limiter))
     await asyncio.sleep(0)
     await limiter.aclose()
     with pytest.raises(RuntimeError, match="closed"):
