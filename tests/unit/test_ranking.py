@@ -21,7 +21,7 @@ from riven_async.pipeline.ranking import (
 
 GB = 1_000_000_000
 MB = 1_000_000
-DUNE = Target.movie("Dune: Part Two", 2024)
+DUNE = Target.for_movie("Dune: Part Two", 2024)
 
 
 def infohash(text: str) -> str:
@@ -173,7 +173,7 @@ def test_movie_year_may_differ_by_one_at_most() -> None:
 
 
 def test_an_episode_release_is_not_a_movie() -> None:
-    target = Target.movie("Fargo", 1996)
+    target = Target.for_movie("Fargo", 1996)
     [flagged] = ranker().evaluate(target, [cand("Fargo.S01E01.1080p.WEB.x264-GRP")])
     assert flagged.reject_reason == "not_a_movie"
 
@@ -359,7 +359,7 @@ def test_targets_validate_their_shape() -> None:
     with pytest.raises(ValueError, match="episode"):
         Target("episode", "Severance", season=1)
     with pytest.raises(ValueError, match="title"):
-        Target.movie("  ", 2024)
+        Target.for_movie("  ", 2024)
 
 
 def test_ranking_section_normalises_and_validates() -> None:
