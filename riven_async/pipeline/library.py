@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import secrets
+import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ MOUNT_MIN_RESCAN_S = 0.25
 WAIT_INITIAL_S = 0.5
 WAIT_MAX_S = 15.0
 _TEMP_PREFIX = ".riven-link-"  # sanitised names never start with a dot, so never collide
+TEMP_STALE_S = 60.0
 _EXT_RE = re.compile(r"^[a-z0-9]{1,16}$")
 _SPACES_RE = re.compile(r"\s+")
 _DOTS_RE = re.compile(r"\.{2,}")
@@ -283,6 +285,7 @@ class Linker:
         self._check_parent(link.parent)
         link.parent.mkdir(parents=True, exist_ok=True)
         self._check_parent(link.parent)
+        _remove_stale_temps(link.parent)
         wanted = str(target)
         try:
             current: str | None = os.readlink(link)
@@ -324,6 +327,20 @@ class Linker:
                 if path.is_symlink() and not path.exists():
                     broken.append(path)
         return sorted(broken)
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Drop temp links left by a process killed between symlink and rename."""
+    cutoff = time.time() - TEMP_STALE_S  # older than any link() still in flight
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.name.startswith(_TEMP_PREFIX):
+                continue
+            try:
+                if entry.is_symlink() and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,7 +394,7 @@ class MountIndex:
         max_files: int = MOUNT_MAX_FILES,
     ) -> None:
         if ttl_s <= 0 or min_rescan_s < 0 or wait_timeout_s <= 0 or max_files < 1:
-            raise ValueError("ttl_s, wait_timeout_s and max_files must be positive")
+            raise ValueError("ttl_s, wait_timeout_s, max_files > 0 and min_rescan_s >= 0")
         self.mount_dir = mount_dir
         self.clock = clock
         self.ttl_s = ttl_s
@@ -500,6 +517,12 @@ class MountIndex:
                     continue
                 files.append(MountFile(file_path, str(file_path.relative_to(path)), size))
                 if len(files) >= self.max_files:
+                    log.warning(
+                        "%s has more than %d files; listing only those",
+                        path,
+                        self.max_files,
+                        extra={"action": "mount_describe", "path": str(path)},
+                    )
                     return MountEntry(name, path, True, tuple(files))
         return MountEntry(name, path, True, tuple(files))
 

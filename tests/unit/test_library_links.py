@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -409,3 +410,37 @@ async def test_a_folder_is_not_a_link_target(dirs: tuple[Path, Path], linker: Li
     put(mount / "t" / "a.mkv")
     with pytest.raises(LibraryError, match="not a file"):
         await linker.link(mount / "t", root / "Movies" / "A" / "A.mkv")
+
+
+async def test_a_huge_torrent_folder_is_listed_up_to_a_bound(
+    dirs: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, mount = dirs
+    for i in range(12):
+        put(mount / "Big" / f"{i:02d}.mkv")
+    entry = await MountIndex(mount, SystemClock(), max_files=5).find(["Big"])
+    assert entry is not None
+    assert [f.relative for f in entry.files] == [f"{i:02d}.mkv" for i in range(5)]
+    assert "more than 5 files" in caplog.text
+
+
+def make_stale_temp(folder: Path, name: str, age_s: float) -> Path:
+    temp = folder / name
+    temp.symlink_to("/nowhere")
+    then = time.time() - age_s
+    os.utime(temp, (then, then), follow_symlinks=False)
+    return temp
+
+
+async def test_temp_links_left_by_a_crash_are_cleaned_up(
+    dirs: tuple[Path, Path], linker: Linker
+) -> None:
+    root, mount = dirs
+    target = put(mount / "t" / "a.mkv")
+    folder = root / "Movies" / "A"
+    folder.mkdir(parents=True)
+    stale = make_stale_temp(folder, ".riven-link-0123456789abcdef", 3600)
+    fresh = make_stale_temp(folder, ".riven-link-fedcba9876543210", 1)
+    await linker.link(target, folder / "A.mkv")
+    assert not stale.is_symlink()
+    assert fresh.is_symlink()  # may belong to a link() still in flight
