@@ -32,6 +32,4 @@ class LatencyWindow:
     def percentiles_ms(self) -> dict[str, float]:
         """p50/p95/p99 in milliseconds over the kept samples."""
         ordered = sorted(self._samples)
-        return {
-            f"p{p}_ms": round(percentile(ordered, p) * 1000, 3) for p in (50, 95, 99)
-        }
+        return {f"p{p}_ms": round(percentile(ordered, p) * 1000, 3) for p in (50, 95, 99)}

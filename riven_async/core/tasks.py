@@ -41,11 +41,19 @@ class BackgroundTasks:
         name = task.get_name()
         if exc is None:
             exc = RuntimeError(f"background task {name!r} returned unexpectedly")
-            log.error("background task %s ended unexpectedly", name,
-                      extra={"action": "task_monitor", "task": name})
+            log.error(
+                "background task %s ended unexpectedly",
+                name,
+                extra={"action": "task_monitor", "task": name},
+            )
         else:
-            log.error("background task %s died: %r", name, exc, exc_info=exc,
-                      extra={"action": "task_monitor", "task": name})
+            log.error(
+                "background task %s died: %r",
+                name,
+                exc,
+                exc_info=exc,
+                extra={"action": "task_monitor", "task": name},
+            )
         self._on_failure(name, exc)
 
     async def stop(self, grace_s: float) -> None:
@@ -57,6 +65,10 @@ class BackgroundTasks:
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)
             for task in pending:
-                log.warning("background task %s did not stop within %.1fs", task.get_name(),
-                            grace_s, extra={"action": "task_stop"})
+                log.warning(
+                    "background task %s did not stop within %.1fs",
+                    task.get_name(),
+                    grace_s,
+                    extra={"action": "task_stop"},
+                )
         self._tasks.clear()

@@ -112,8 +112,13 @@ def test_credentials_directory_supplies_secrets(
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("250/60s", (250, 60.0)), ("12/1s", (12, 1.0)), ("5000/1d", (5000, 86400.0)),
-     ("60/1h", (60, 3600.0)), ("20 / 10", (20, 10.0))],
+    [
+        ("250/60s", (250, 60.0)),
+        ("12/1s", (12, 1.0)),
+        ("5000/1d", (5000, 86400.0)),
+        ("60/1h", (60, 3600.0)),
+        ("20 / 10", (20, 10.0)),
+    ],
 )
 def test_parse_window(text: str, expected: tuple[int, float]) -> None:
     assert parse_window(text) == expected

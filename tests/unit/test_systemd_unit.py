@@ -16,8 +16,16 @@ def unit_lines() -> set[str]:
 
 @pytest.mark.parametrize(
     "line",
-    ["Type=notify", "Restart=on-failure", "RestartPreventExitStatus=78", "NoNewPrivileges=true",
-     "ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true", "User=riven"],
+    [
+        "Type=notify",
+        "Restart=on-failure",
+        "RestartPreventExitStatus=78",
+        "NoNewPrivileges=true",
+        "ProtectSystem=strict",
+        "ProtectHome=true",
+        "PrivateTmp=true",
+        "User=riven",
+    ],
 )
 def test_unit_has_the_required_setting(line: str) -> None:
     assert line in unit_lines()
