@@ -178,4 +178,4 @@ def intent_from_dict(data: Mapping[str, Any]) -> Intent:
             values["server_ref"] = ServerRef(**values["server_ref"])
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"bad fields for {cls.__name__}: {exc}") from None
+        raise ValueError(f"bad fields for intent {cls.__name__}: {exc}") from None
