@@ -281,12 +281,13 @@ class Ranker:
     def _parse_uncached(self, title: str) -> _Parsed:
         try:
             data = parse(title)
+            fetch, failed_keys = check_fetch(data, self._settings, True)
+            raw_rank = int(get_rank(data, self._settings, self._model))
         except Exception:  # parsett on untrusted text: a bad title is a rejection, not a crash
             log.debug("cannot parse %r", title, exc_info=True, extra={"action": "rank_parse"})
             return _UNPARSEABLE
-        fetch, failed_keys = check_fetch(data, self._settings, True)
         limit = RESOLUTION_WEIGHT // 2 - 1
-        rtn_rank = max(-limit, min(limit, int(get_rank(data, self._settings, self._model))))
+        rtn_rank = max(-limit, min(limit, raw_rank))
         failed: str | None = None
         if not fetch:
             failed = "profile:" + ",".join(sorted(str(key) for key in failed_keys))

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pydantic import ValidationError
 
 from riven_async.config import RankingSection
+from riven_async.pipeline import ranking
 from riven_async.pipeline.ranking import (
     MAX_TITLE_CHARS,
     Candidate,
@@ -301,6 +302,17 @@ def test_overlong_and_empty_titles_are_rejected_without_parsing() -> None:
     results = r.evaluate(DUNE, [cand(long_title), cand("   ")])
     assert {x.reject_reason for x in results} == {"title_too_long", "empty_title"}
     assert r.cache_stats().misses == 0
+
+
+def test_a_title_the_parser_chokes_on_is_rejected_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def explode(title: str) -> None:
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(ranking, "parse", explode)
+    [flagged] = ranker().evaluate(DUNE, [cand("Dune.Part.Two.2024.1080p.WEB.x264-GRP")])
+    assert flagged.reject_reason == "unparseable"
 
 
 def test_identical_titles_are_parsed_once() -> None:
