@@ -184,7 +184,7 @@ class FaultSwitchboard:
         now = self._clock.now()
         for window in plan.outages:
             if window.covers(now):
-                self.injected[FaultKind.OUTAGE] += 1
+                self.injected[FaultKind.OUTAGE.value] += 1
                 return FaultDecision(
                     FaultKind.OUTAGE, retry_after_s=(window.end - now).total_seconds()
                 )
@@ -195,9 +195,9 @@ class FaultSwitchboard:
         latency = plan.latency_s + (self._rng.uniform(0, plan.jitter_s) if plan.jitter_s else 0)
         kind = self._roll(plan)
         if latency > 0:
-            self.injected[FaultKind.LATENCY] += 1
+            self.injected[FaultKind.LATENCY.value] += 1
         if kind is not None:
-            self.injected[kind] += 1
+            self.injected[kind.value] += 1
         if plan.budget is not None and (kind is not None or latency > 0):
             remaining = plan.budget - 1
             self._plan = (
