@@ -151,19 +151,19 @@ class Catalog:
         return [index for _, index in sorted(hits)]
 
     def changed_shows(self, start: datetime, end: datetime) -> list[Show]:
-        """Shows whose data changed in ``[start, end)`` (announcements, airings, revivals)."""
+        """Shows whose data changed in ``[start, end]`` (announcements, airings, revivals)."""
         lo, hi = start.timestamp(), end.timestamp()
         out = []
         for show in self.shows():
             changes = show.change_epochs()
             i = bisect_left(changes, lo)
-            if i < len(changes) and changes[i] < hi:
+            if i < len(changes) and changes[i] <= hi:
                 out.append(show)
         return out
 
     def changed_movies(self, start: datetime, end: datetime) -> list[Movie]:
         lo, hi = start.timestamp(), end.timestamp()
-        return [m for m in self.movies() if any(lo <= t < hi for t in m.change_epochs())]
+        return [m for m in self.movies() if any(lo <= t <= hi for t in m.change_epochs())]
 
     # -- releases -----------------------------------------------------------------------
 
