@@ -193,10 +193,13 @@ async def serve(
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` with mode 0600, atomically: a watcher never reads half a fragment."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+    os.replace(partial, path)
 
 
 async def _run(options: SimOptions) -> int:
