@@ -173,6 +173,20 @@ def test_sonarr_ignores_unknown_fields_and_string_numbers() -> None:
     assert intent.ids.tvdb == 371980
 
 
+def test_fields_we_do_not_use_may_be_anything() -> None:
+    sonarr = load_payload("sonarr_download.json") | {"episodeFile": "odd", "isUpgrade": "yes"}
+    assert isinstance(one(parse_sonarr(dumps(sonarr), JSON, OFF)), RecheckShow)
+    radarr = load_payload("radarr_download.json") | {"movieFile": 5, "release": None}
+    assert isinstance(one(parse_radarr(dumps(radarr), JSON, OFF)), RecheckMovie)
+    seerr = load_payload("overseerr_media_auto_approved_tv.json")
+    seerr["media"]["status"] = 5
+    seerr["extra"].append({"name": 5, "value": None})
+    seerr["issue"] = "whatever"
+    intent = one(parse_overseerr(dumps(seerr), JSON, OFF))
+    assert isinstance(intent, RequestMedia)
+    assert intent.seasons == (1, 2)
+
+
 # --- Radarr -------------------------------------------------------------------------------
 
 

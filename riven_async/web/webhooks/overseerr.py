@@ -6,7 +6,7 @@ are ``""``; special objects (``{{media}}``, ``{{request}}``) become ``null`` whe
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter
 
@@ -43,7 +43,6 @@ class Media(Payload):
     tmdb_id: ExternalId = Field(default=None, alias="tmdbId")
     tvdb_id: ExternalId = Field(default=None, alias="tvdbId")
     imdb_id: ImdbId = Field(default=None, alias="imdbId")
-    status: str | None = None
 
 
 class Request(Payload):
@@ -53,8 +52,10 @@ class Request(Payload):
 
 
 class Extra(Payload):
-    name: str
-    value: str
+    """One ``extra[]`` entry; only "Requested Seasons" is read, the others can be anything."""
+
+    name: Any = None
+    value: Any = None
 
 
 class RequestEvent(Payload):
@@ -129,6 +130,11 @@ def _seasons(extra: list[Extra] | None) -> tuple[int, ...] | None:
     for entry in extra or ():
         if entry.name != REQUESTED_SEASONS:
             continue
+        if not isinstance(entry.value, str):
+            raise PayloadError(
+                f"extra[{REQUESTED_SEASONS}] must be a string like '1, 2'",
+                f"extra.{REQUESTED_SEASONS}", 422,
+            )
         parts = [part.strip() for part in entry.value.split(",") if part.strip()]
         if not parts:
             return None

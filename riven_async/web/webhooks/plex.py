@@ -59,7 +59,6 @@ class Guid(Payload):
 
 class Server(Payload):
     uuid: ServerKey = None
-    title: str | None = None
 
 
 class Metadata(Payload):

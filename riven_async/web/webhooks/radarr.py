@@ -42,20 +42,14 @@ class Movie(CamelPayload):
     year: LooseInt = None
 
 
-class MovieFile(CamelPayload):
-    relative_path: str | None = None
-
-
 class MovieAdded(CamelPayload):
     event_type: Literal["MovieAdded"]
     movie: Movie
-    add_method: str | None = None
 
 
 class MovieDelete(CamelPayload):
     event_type: Literal["MovieDelete"]
     movie: Movie
-    deleted_files: bool = False
 
 
 class Grab(CamelPayload):
@@ -64,13 +58,10 @@ class Grab(CamelPayload):
 
 
 class Download(CamelPayload):
-    """Per file (``movieFile``); ``movieFiles[]`` is accepted should Radarr send it."""
+    """Per file (``movieFile``) or a list should Radarr send one; only ``movie`` is read."""
 
     event_type: Literal["Download"]
     movie: Movie
-    movie_file: MovieFile | None = None
-    movie_files: list[MovieFile] | None = None
-    is_upgrade: bool = False
 
 
 RadarrEvent = Annotated[

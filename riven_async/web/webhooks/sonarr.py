@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
@@ -50,10 +50,6 @@ class Episode(CamelPayload):
     episode_number: LooseInt
 
 
-class EpisodeFile(CamelPayload):
-    relative_path: str | None = None
-
-
 class SeriesAdd(CamelPayload):
     event_type: Literal["SeriesAdd"]
     series: Series
@@ -62,7 +58,6 @@ class SeriesAdd(CamelPayload):
 class SeriesDelete(CamelPayload):
     event_type: Literal["SeriesDelete"]
     series: Series
-    deleted_files: bool = False
 
 
 class Grab(CamelPayload):
@@ -72,21 +67,21 @@ class Grab(CamelPayload):
 
 
 class Download(CamelPayload):
-    """Both shapes: per file (``episodeFile``) and Import Complete (``episodeFiles[]``)."""
+    """Both shapes: per file (``episodeFile``) and Import Complete (``episodeFiles[]``).
+
+    Only ``episodes[]`` is read from either; the files are not ours to check.
+    """
 
     event_type: Literal["Download"]
     series: Series
     episodes: list[Episode] = Field(default_factory=list)
-    episode_file: EpisodeFile | None = None
-    episode_files: list[EpisodeFile] | None = None
-    is_upgrade: bool = False
+    episode_files: Any = None
 
 
 class EpisodeFileDelete(CamelPayload):
     event_type: Literal["EpisodeFileDelete"]
     series: Series
     episodes: list[Episode] = Field(default_factory=list)
-    delete_reason: str | None = None
 
 
 SonarrEvent = Annotated[
