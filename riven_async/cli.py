@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -72,8 +73,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = _resolve_config(args.config, create=args.config is None)
     settings = _load_or_exit(path)
     secret_filter = setup_logging(settings.logging.level, settings.secrets())
+    # Until the event loop installs its own handlers, a stop signal ends us cleanly.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     log.info("riven-async %s starting with %s", __version__, path, extra={"action": "startup"})
     return daemon.run(LiveSettings(settings, path), secret_filter)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:

@@ -128,6 +128,9 @@ async def test_daemon_serves_health_reloads_and_drains_on_sigterm(
 async def test_sigterm_during_startup_exits_cleanly(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon(extra='[logging]\nlevel = "DEBUG"\n')
     await daemon.start()
-    await asyncio.sleep(0.3)
+    async with asyncio.timeout(20):
+        while "starting with" not in daemon.output():
+            await asyncio.sleep(0.02)
     daemon.send(signal.SIGTERM)
     assert await daemon.wait(timeout_s=20) == 0
+    assert "listening on" not in daemon.output()
