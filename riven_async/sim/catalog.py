@@ -51,7 +51,7 @@ class Catalog:
         self._title_offset = int(self.codec.uniform("titles") * names.title_space())
         self._shows: dict[int, Show] = {}
         self._movies: dict[int, Movie] = {}
-        self._title_index: list[tuple[str, bool, int]] | None = None
+        self._title_index: list[tuple[frozenset[str], str, bool, int]] | None = None
 
     # -- titles and records -------------------------------------------------------------
 
@@ -133,22 +133,30 @@ class Catalog:
 
     def search(self, query: str, movies: bool) -> list[int]:
         """Indexes of shows (or movies) whose title holds every word of ``query``."""
-        words = [w for w in _normalise(query).split() if w]
+        words = _normalise(query).split()
         if not words:
             return []
         if self._title_index is None:
+            index = [(self.show_title(i), False, i) for i in range(self.show_count)]
+            index += [(self.movie_title(i), True, i) for i in range(self.movie_count)]
             self._title_index = [
-                (_normalise(self.show_title(i)), False, i) for i in range(self.show_count)
+                (frozenset(_normalise(t).split()), " ".join(_normalise(t).split()), m, i)
+                for t, m, i in index
             ]
-            self._title_index += [
-                (_normalise(self.movie_title(i)), True, i) for i in range(self.movie_count)
-            ]
+        wanted = " ".join(words)
         hits = [
-            (title != " ".join(words), index)
-            for title, is_movie, index in self._title_index
-            if is_movie is movies and all(w in title.split() for w in words)
+            (joined != wanted, index)
+            for title_words, joined, is_movie, index in self._title_index
+            if is_movie is movies and title_words.issuperset(words)
         ]
         return [index for _, index in sorted(hits)]
+
+    def materialize(self) -> None:
+        """Build every show and movie now (a start-up cost instead of a stall mid-run)."""
+        for _ in self.shows():
+            pass
+        for _ in self.movies():
+            pass
 
     def changed_shows(self, start: datetime, end: datetime) -> list[Show]:
         """Shows whose data changed in ``[start, end]`` (announcements, airings, revivals)."""
@@ -219,12 +227,17 @@ class Catalog:
                 candidates = self.releases.episodes(show, plan, key.episode)
         return candidates[key.variant] if key.variant < len(candidates) else None
 
-    def cached_on(self, service: str, infohash_hex: str, now: datetime) -> bool:
-        """Whether ``service`` already holds this torrent at ``now`` (catalog's own view)."""
-        release = self.release(infohash_hex)
-        if release is None:
+    def cached_on(
+        self, service: str, infohash_hex: str, now: datetime, release: Release | None = None
+    ) -> bool:
+        """Whether ``service`` already holds this torrent at ``now`` (catalog's own view).
+
+        Pass ``release`` when it is at hand: it saves regenerating it from the hash.
+        """
+        found = release if release is not None else self.release(infohash_hex)
+        if found is None:
             return False
-        since = self.releases.cached_from(release, service)
+        since = self.releases.cached_from(found, service)
         return since is not None and since <= now.timestamp()
 
     def blocked(self, infohash_hex: str) -> bool:

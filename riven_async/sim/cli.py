@@ -143,6 +143,7 @@ def parse_options(argv: Sequence[str] | None) -> SimOptions:
         library=LibraryLayout(root=args.library_root),
         rate_limits=limits,
         infringing_ratio=args.infringing_ratio,
+        prebuild=True,
     )
     return SimOptions(settings, args.speed, start, args.write_config, args.quiet)
 

@@ -88,8 +88,9 @@ class CometSim(Sim):
         debrid = service if service in DEBRID_SHORT else None
         streams = []
         for candidate in found:
+            release = candidate.release
             cached = debrid in SIMULATED_DEBRIDS and self.world.is_cached(
-                debrid, candidate.release.infohash
+                debrid, release.infohash, release=release
             )
             if config.get("cachedOnly") and debrid is not None and not cached:
                 continue

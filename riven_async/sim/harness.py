@@ -8,6 +8,7 @@ resets, hangs, 5xx and malformed bodies, check auth, and finally call the sim's 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 import time
@@ -27,6 +28,8 @@ from riven_async.sim.responses import json_response
 
 if TYPE_CHECKING:
     from riven_async.sim.world import SimWorld
+
+log = logging.getLogger(__name__)
 
 CONTROL_PREFIX = "/_sim/"
 REQUEST_LOG_SIZE = 100_000
@@ -173,14 +176,19 @@ class Harness:
     """The runtime around one sim: its clock, limiter, faults and request log."""
 
     def __init__(
-        self, sim: Sim, clock: Clock, windows: Sequence[Window] | None = None, seed: int = 0
+        self,
+        sim: Sim,
+        clock: Clock,
+        windows: Sequence[Window] | None = None,
+        seed: int = 0,
+        log_size: int = REQUEST_LOG_SIZE,
     ) -> None:
         self.sim = sim
         self.clock = clock
         chosen = parse_windows(sim.default_limits) if windows is None else tuple(windows)
         self.limiter = RateLimiter(chosen, clock, count_refused=sim.count_refused)
         self.faults = FaultSwitchboard(clock, seed=seed)
-        self.log = RequestLog()
+        self.log = RequestLog(log_size)
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware()])
@@ -237,6 +245,16 @@ class Harness:
                     decision.kind,
                     limited,
                 )
+                if limited or decision.kind is not None:
+                    log.debug(
+                        "%s %s %s -> %s (%s)",
+                        self.sim.name,
+                        request.method,
+                        request.path,
+                        status,
+                        "rate limited" if limited else decision.kind,
+                        extra={"action": "sim_fault", "sim": self.sim.name},
+                    )
 
         return harness_middleware
 

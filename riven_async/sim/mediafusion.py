@@ -97,7 +97,9 @@ class MediaFusionSim(Sim):
         resolution = release.resolution or "Unknown"
         name = f"MediaFusion {resolution}"
         if debrid is not None:
-            cached = debrid in SIMULATED_DEBRIDS and self.world.is_cached(debrid, release.infohash)
+            cached = debrid in SIMULATED_DEBRIDS and self.world.is_cached(
+                debrid, release.infohash, release=release
+            )
             name = f"MediaFusion {DEBRID_SHORT[debrid]} {'⚡️' if cached else '⏳'} {resolution}"
         filename = candidate.filename or release.files[release.main_video_index()].name
         return {

@@ -73,6 +73,8 @@ class SimSettings:
     ``ports`` pins a sim to a port (name -> port); otherwise ``port_base + position in
     SIM_NAMES`` when ``port_base`` is set, else an ephemeral port. ``rate_limits`` replaces a
     sim's default windows (name -> ``["250/60s"]``); ``api_keys`` fixes a sim's key.
+    ``prebuild`` generates the whole catalog before serving (large benchmark catalogs), and
+    each sim keeps its last ``request_log_size`` requests.
     """
 
     seed: int = 1
@@ -89,6 +91,8 @@ class SimSettings:
     rate_limits: Mapping[str, Sequence[str]] = field(default_factory=dict)
     api_keys: Mapping[str, str] = field(default_factory=dict)
     infringing_ratio: float = 0.02
+    prebuild: bool = False
+    request_log_size: int = 100_000
 
     def port_for(self, name: str) -> int:
         if name in self.ports:
@@ -252,7 +256,7 @@ class _Launcher:
         limits = settings.rate_limits.get(sim.name)
         windows = parse_windows(limits) if limits is not None else None
         seed = settings.seed * 100 + SIM_NAMES.index(sim.name)
-        harness = Harness(sim, self._clock, windows, seed=seed)
+        harness = Harness(sim, self._clock, windows, seed=seed, log_size=settings.request_log_size)
         runner = web.AppRunner(
             harness.build_app(),
             access_log=None,

@@ -100,6 +100,7 @@ class Show:
     popularity: float
     vote_average: float
     vote_count: int
+    changes: tuple[int, ...]
 
     @property
     def tmdb_id(self) -> int:
@@ -204,13 +205,7 @@ class Show:
 
     def change_epochs(self) -> tuple[int, ...]:
         """Every instant the show's public data changes: announcements and air times."""
-        moments = {self.revival_at} if self.revival_at else set()
-        for season in self.seasons:
-            moments.add(season.announced_at)
-            if season.extension_from:
-                moments.add(season.extension_at)
-            moments.update(season.air_epochs)
-        return tuple(sorted(moments))
+        return self.changes
 
     def last_change(self, now: datetime) -> int:
         """TVMaze's ``updated``: the last change at or before ``now``."""
@@ -328,7 +323,19 @@ def build_show(seed: int, index: int, title: str, origin_s: int) -> Show:
         popularity=round(rng.uniform(1, 900), 3),
         vote_average=round(rng.uniform(5, 9.4), 1),
         vote_count=rng.randint(3, 20000),
+        changes=_change_epochs(seasons, revival_at),
     )
+
+
+def _change_epochs(seasons: list[SeasonPlan], revival_at: int) -> tuple[int, ...]:
+    """Announcements, order extensions, revivals and airings, sorted (the change feeds)."""
+    moments = {revival_at} if revival_at else set()
+    for season in seasons:
+        moments.add(season.announced_at)
+        if season.extension_from:
+            moments.add(season.extension_at)
+        moments.update(season.air_epochs)
+    return tuple(sorted(moments))
 
 
 _UNIX_EPOCH = datetime(1970, 1, 1)

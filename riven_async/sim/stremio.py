@@ -237,7 +237,9 @@ class TorrentioSim(Sim):
             stream["sources"] = sources(release)
             return stream
         moch, key = debrid
-        cached = moch in SIMULATED_DEBRIDS and self.world.is_cached(moch, release.infohash)
+        cached = moch in SIMULATED_DEBRIDS and self.world.is_cached(
+            moch, release.infohash, release=release
+        )
         tag = f"[{DEBRID_SHORT[moch]}{'+' if cached else ' download'}]"
         file_part = "undefined" if candidate.file_index is None else str(candidate.file_index)
         url = (

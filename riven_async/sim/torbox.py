@@ -140,7 +140,7 @@ class TorBoxSim(Sim):
         found: dict[str, dict[str, Any]] = {}
         for infohash in wanted:
             release = catalog.release(infohash)
-            if release is None or not self.world.is_cached(SERVICE, infohash, now):
+            if release is None or not self.world.is_cached(SERVICE, infohash, now, release):
                 continue
             entry: dict[str, Any] = {"name": release.name, "size": release.size, "hash": infohash}
             if list_files:

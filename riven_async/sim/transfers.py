@@ -76,7 +76,7 @@ def start_transfer(
 ) -> Transfer:
     """Begin fetching ``file_indexes`` of ``release``; schedule the ledger and the mount."""
     size = sum(release.files[i].size for i in file_indexes)
-    cached = world.is_cached(service, release.infohash, now)
+    cached = world.is_cached(service, release.infohash, now, release)
     if cached:
         transfer = Transfer(now, now, now, size, 0, True)
     else:

@@ -88,13 +88,19 @@ class SimWorld:
     def now(self) -> datetime:
         return self.clock.now().astimezone(UTC)
 
-    def is_cached(self, service: str, infohash: str, now: datetime | None = None) -> bool:
+    def is_cached(
+        self,
+        service: str,
+        infohash: str,
+        now: datetime | None = None,
+        release: Release | None = None,
+    ) -> bool:
         """Whether ``service`` serves ``infohash`` at once (cached, or downloaded before)."""
         moment = now or self.now()
         since = self.downloads.cached_since(service, infohash)
         if since is not None and since <= moment.timestamp():
             return True
-        return self.catalog.cached_on(service, infohash, moment)
+        return self.catalog.cached_on(service, infohash, moment, release)
 
     def mount_release(
         self,
