@@ -16,7 +16,8 @@ from riven_async.core.looplag import LoopLagMonitor
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.db import lifecycle
 from riven_async.logs import SecretFilter
-from riven_async.web import metrics
+from riven_async.web import metrics, middleware
+from riven_async.web.route_stats import RouteStats
 from riven_async.web.routes import setup_routes
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,13 @@ def build_app(
 ) -> web.Application:
     """A fully wired application; its cleanup_ctx order is the start-up order."""
     live = settings if isinstance(settings, LiveSettings) else LiveSettings(settings)
-    app = web.Application(client_max_size=live.current.server.max_plex_body_bytes)
+    route_stats = RouteStats()
+    # client_max_size is the largest body of any route (Plex multipart); every other
+    # handler reads with read_limited_body(server.max_body_bytes).
+    app = web.Application(
+        client_max_size=live.current.server.max_plex_body_bytes,
+        middlewares=middleware.http_middlewares(route_stats),
+    )
     app[keys.SETTINGS] = live
     app[keys.CLOCK] = clock or clock_from_settings(live.current)
     app[keys.SHUTDOWN] = shutdown or keys.Shutdown()
@@ -39,6 +46,7 @@ def build_app(
     app[keys.STARTED_AT] = time.time()
     app[keys.LOOP_LAG] = LoopLagMonitor()
     app[keys.METRICS] = _metrics_registry(app)
+    app[keys.METRICS].register("routes", route_stats.section)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_tasks_ctx)
     setup_routes(app)

@@ -342,6 +342,13 @@ class RankingSection(Section):
         return _normalised(value, {"4k": "2160p"}, upper=False)
 
 
+class WebhooksSection(Section):
+    """What inbound webhooks may do beyond requesting and re-checking."""
+
+    follow_deletes: bool = False
+    accept_pending: bool = False
+
+
 class ClockSection(Section):
     """Run on scaled time (demo, benchmarks against the sims); ``speed = 1`` is real time."""
 
@@ -400,6 +407,7 @@ class Settings(BaseSettings):
     upstreams: UpstreamsSection = Field(default_factory=UpstreamsSection)
     library: LibrarySection = Field(default_factory=LibrarySection)
     ranking: RankingSection = Field(default_factory=RankingSection)
+    webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     clock: ClockSection = Field(default_factory=ClockSection)
 
     toml_path: ClassVar[Path | None] = None

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from riven_async.app import build_app
 from riven_async.config import Settings
 from riven_async.web.metrics import Labeled, MetricsRegistry, render_prometheus
+from tests.conftest import TEST_API_KEY
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 PROM_LINE = re.compile(
@@ -64,7 +65,9 @@ async def test_metrics_endpoint_serves_both_formats(
     aiohttp_client: AiohttpClient, db_settings: Settings, query: str
 ) -> None:
     client = await aiohttp_client(build_app(db_settings))
-    response = await client.get(f"/metrics{query}")
+    assert (await client.get(f"/metrics{query}")).status == 401
+    await client.get("/health")
+    response = await client.get(f"/metrics{query}", headers={"X-Api-Key": TEST_API_KEY})
     assert response.status == 200
     if query:
         samples = parse_prometheus(await response.text())
@@ -75,3 +78,13 @@ async def test_metrics_endpoint_serves_both_formats(
         assert {"process", "event_loop", "database"} <= set(data)
         assert data["process"]["open_fds"] > 0
         assert data["database"]["max"] == db_settings.database.pool_max
+        assert data["routes"]["GET /health"]["count"] == 1
+        assert TEST_API_KEY not in await response.text()
+
+
+async def test_metrics_can_be_public(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings], db_dsn: str
+) -> None:
+    settings = make_settings(server={"metrics_public": True}, database={"url": db_dsn})
+    client = await aiohttp_client(build_app(settings))
+    assert (await client.get("/metrics")).status == 200
