@@ -1,1 +1,3 @@
+"""Simulated upstreams on loopback (TMDB, TVMaze, scrapers, debrids, media servers); see server."""
+
 from __future__ import annotations

@@ -24,7 +24,7 @@ from aiohttp.typedefs import Handler, Middleware
 from riven_async.core.clock import Clock
 from riven_async.sim.faults import FaultDecision, FaultKind, FaultSwitchboard
 from riven_async.sim.limits import RateLimiter, Verdict, Window, parse_windows
-from riven_async.sim.responses import json_response
+from riven_async.sim.responses import json_response, query_int
 
 if TYPE_CHECKING:
     from riven_async.sim.world import SimWorld
@@ -322,10 +322,8 @@ class _ControlRoutes:
         return json_response(self._harness.faults.plan.to_json())
 
     async def get_requests(self, request: web.Request) -> web.Response:
-        try:
-            since = int(request.query.get("since", "0"))
-            limit = int(request.query.get("limit", "1000"))
-        except ValueError:
+        since, limit = query_int(request, "since", 0), query_int(request, "limit", 1000)
+        if since is None or limit is None:
             return json_response({"error": "since and limit must be integers"}, status=400)
         entries = self._harness.log.since(since)[-limit:] if limit > 0 else []
         return json_response(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from riven_async.sim.harness import Sim
-from riven_async.sim.responses import empty_response, iso_ms, json_response
+from riven_async.sim.responses import empty_response, iso_ms, json_response, query_int
 from riven_async.sim.world import SimWorld
 
 PENDING, APPROVED, DECLINED, FAILED = 1, 2, 3, 4
@@ -171,8 +171,22 @@ class OverseerrSim(Sim):
                 },
                 status=400,
             )
-        take = int(request.query.get("take", "10") or 10)
-        skip = int(request.query.get("skip", "0") or 0)
+        take, skip = query_int(request, "take", 10), query_int(request, "skip", 0)
+        if take is None or skip is None:
+            name = "take" if take is None else "skip"
+            return json_response(
+                {
+                    "message": f"request/query/{name} must be integer",
+                    "errors": [
+                        {
+                            "path": f".query.{name}",
+                            "message": "must be integer",
+                            "errorCode": "type.openapi.validation",
+                        }
+                    ],
+                },
+                status=400,
+            )
         order = "updated_at" if request.query.get("sort") == "modified" else "created_at"
         now = self.world.now()
         listed = [r for r in self.requests.values() if r.created_at <= now and _matches(r, name)]

@@ -17,7 +17,7 @@ from aiohttp import hdrs, web
 from riven_async.sim.harness import Sim
 from riven_async.sim.limits import Verdict
 from riven_async.sim.releases import Release
-from riven_async.sim.responses import empty_response, iso_ms, json_response
+from riven_async.sim.responses import empty_response, iso_ms, json_response, query_int
 from riven_async.sim.transfers import Phase, Transfer, cancel_transfer, start_transfer
 from riven_async.sim.world import SimWorld
 
@@ -261,9 +261,12 @@ class RealDebridSim(Sim):
         listed = sorted(self.torrents.values(), key=lambda t: t.added_at, reverse=True)
         if request.query.get("filter") == "active":
             listed = [t for t in listed if t.status(now) != "downloaded"]
-        limit = min(5000, int(request.query.get("limit", "100") or 100))
-        page = int(request.query.get("page", "0") or 0)
-        offset = int(request.query.get("offset", "0") or 0) + max(0, page - 1) * limit
+        raw_limit = query_int(request, "limit", 100)
+        page, skip = query_int(request, "page", 0), query_int(request, "offset", 0)
+        if raw_limit is None or page is None or skip is None:
+            return rd_error(400, 2)
+        limit = min(5000, raw_limit)
+        offset = skip + max(0, page - 1) * limit
         items = []
         for torrent in listed[offset : offset + limit]:
             info = self._info(torrent, now)

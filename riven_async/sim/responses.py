@@ -50,6 +50,14 @@ def empty_response(status: int = 204, headers: LooseHeaders | None = None) -> we
     return web.Response(status=status, headers=headers)
 
 
+def query_int(request: web.Request, name: str, default: int) -> int | None:
+    """A non-negative integer query parameter, ``default`` when absent, None when invalid."""
+    raw = request.query.get(name, "").strip()
+    if not raw:
+        return default
+    return int(raw) if raw.isdigit() else None
+
+
 def iso_ms(moment: datetime) -> str:
     """``2025-03-02T11:22:05.000Z``: JavaScript ``toJSON`` (Real-Debrid, Overseerr)."""
     utc = moment.astimezone(UTC)

@@ -15,7 +15,7 @@ from riven_async.sim.harness import Sim
 from riven_async.sim.limits import RateLimiter, Verdict, Window
 from riven_async.sim.realdebrid import magnet_hash
 from riven_async.sim.releases import Release
-from riven_async.sim.responses import iso_z, json_response
+from riven_async.sim.responses import iso_z, json_response, query_int
 from riven_async.sim.transfers import Phase, Transfer, cancel_transfer, start_transfer
 from riven_async.sim.world import SimWorld
 
@@ -229,8 +229,9 @@ class TorBoxSim(Sim):
                 "Torrent list retrieved successfully.",
                 self._torrent(torrent, max(now, torrent.created_at)),
             )
-        offset = int(request.query.get("offset", "0") or 0)
-        limit = int(request.query.get("limit", "1000") or 1000)
+        offset, limit = query_int(request, "offset", 0), query_int(request, "limit", 1000)
+        if offset is None or limit is None:
+            return tb_error(400, "INVALID_OPTION")
         listed = sorted(self.torrents.values(), key=lambda t: t.created_at, reverse=True)
         visible = [t for t in listed if t.created_at <= now][offset : offset + limit]
         return _ok("Torrent list retrieved successfully.", [self._torrent(t, now) for t in visible])
