@@ -26,7 +26,7 @@ from riven_async.sim.world import LibraryLayout
 
 log = logging.getLogger(__name__)
 
-EX_OK, EX_UNAVAILABLE = 0, 69
+EX_OK, EX_UNAVAILABLE, EX_FORCED = 0, 69, 130
 _T = TypeVar("_T")
 
 
@@ -206,10 +206,20 @@ def _write_private(path: Path, text: str) -> None:
 async def _run(options: SimOptions) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def on_signal() -> None:
+        # The first signal stops gracefully; a second one cancels the shutdown itself.
+        if stop.is_set() and main_task is not None:
+            main_task.cancel()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         return await serve(options, stop)
+    except asyncio.CancelledError:
+        return EX_FORCED
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
