@@ -22,6 +22,8 @@ from riven_async.sim.transfers import Phase, Transfer, cancel_transfer, start_tr
 from riven_async.sim.world import SimWorld
 
 SERVICE = "realdebrid"
+DEAD_AFTER = timedelta(days=1)  # a torrent without seeders is declared dead after this
+FAILED_STATUSES = ("magnet_error", "error", "virus", "dead")
 _BTIH = re.compile(r"xt=urn:btih:([0-9a-fA-F]{40}|[A-Za-z2-7]{32})")
 _ERRORS = {
     1: "parameter_missing",
@@ -79,9 +81,12 @@ class RdTorrent:
     def status(self, now: datetime) -> str:
         if self.files_known_at is None or now < self.files_known_at:
             return "magnet_conversion"
-        if self.transfer is None:
+        transfer = self.transfer
+        if transfer is None:
             return "waiting_files_selection"
-        return _STATUS[self.transfer.phase(now)]
+        if transfer.done_at is None and now - transfer.queued_until >= DEAD_AFTER:
+            return "dead"
+        return _STATUS[transfer.phase(now)]
 
     def progress(self, now: datetime) -> int:
         return int(100 * self.transfer.fraction(now)) if self.transfer is not None else 0
@@ -97,6 +102,8 @@ class RealDebridSim(Sim):
     ``queue_s`` and then download at their own speed (seeders 0: stalled). Hashes in
     ``infringing`` (or chosen by the catalog's ``infringing_ratio``) get 451; setting
     ``traffic_exhausted`` makes ``addMagnet``, ``selectFiles`` and ``unrestrict`` answer 503.
+    Torrents without seeders go ``dead`` a day after their download should have started;
+    ``failing[hash] = "error"`` (or ``magnet_error``, ``virus``, ``dead``) forces a status.
     """
 
     name = SERVICE
@@ -115,6 +122,7 @@ class RealDebridSim(Sim):
         self.refused_adds: Counter[str] = Counter()
         self.deleted: list[str] = []
         self.infringing: set[str] = set()
+        self.failing: dict[str, str] = {}
         self.traffic_exhausted = False
         self.unrestricted: list[dict[str, Any]] = []
         self._links: dict[str, tuple[str, int]] = {}
@@ -286,7 +294,8 @@ class RealDebridSim(Sim):
         return rd_error(403, 37)
 
     def _info(self, torrent: RdTorrent, now: datetime) -> dict[str, Any]:
-        status = torrent.status(now)
+        forced = self.failing.get(torrent.infohash)
+        status = forced if forced in FAILED_STATUSES else torrent.status(now)
         release = torrent.release
         info: dict[str, Any] = {"id": torrent.id}
         if status == "magnet_conversion" or release is None:

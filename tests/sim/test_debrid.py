@@ -161,6 +161,29 @@ async def test_rd_unknown_hash_never_leaves_magnet_conversion(
     assert info.body["files"] == []
 
 
+async def test_rd_stalled_torrent_goes_dead_and_failures_can_be_forced(
+    sims: SimCluster, clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    now = clock.now()
+    dead = next(
+        r
+        for s in sims.catalog.shows()
+        for r in sims.catalog.show_releases(s, now)
+        if r.seeders == 0 and not sims.world.is_cached("realdebrid", r.infohash)
+    )
+    ident = await _rd_add_and_select(sims, http, dead.magnet, clock)
+    clock.advance(sims.realdebrid.sim.queue_s + 3600)
+    stalled = (await _rd_info(sims, http, ident)).body
+    assert (stalled["status"], stalled["progress"], stalled["speed"]) == ("downloading", 0, 0)
+    clock.advance(86400)
+    assert (await _rd_info(sims, http, ident)).body["status"] == "dead"
+    virus = pick_release(sims, "realdebrid", cached=True)
+    sims.realdebrid.sim.failing[virus.infohash] = "virus"
+    other = await _rd_add_and_select(sims, http, virus.magnet, clock)
+    info = (await _rd_info(sims, http, other)).body
+    assert (info["status"], info["links"]) == ("virus", [])
+
+
 async def test_alldebrid_stalled_magnet_fails_after_twenty_minutes(
     sims: SimCluster, clock: ManualClock, http: aiohttp.ClientSession
 ) -> None:
