@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--library-root",
-        default="/mnt/library",
-        help="the daemon's library root, as media servers see it",
+        help="the daemon's symlink library as media servers see it (default: a new temporary "
+        "directory next to the default mount)",
     )
     parser.add_argument(
         "--infringing-ratio",
@@ -128,7 +128,7 @@ def parse_options(argv: Sequence[str] | None) -> SimOptions:
             raise ValueError("--shows and --movies must not be negative")
     except ValueError as exc:
         parser.error(str(exc))
-    mount_dir = args.mount_dir or Path(tempfile.mkdtemp(prefix="riven-sim-")) / "mount"
+    mount_dir, library_root = _default_paths(args.mount_dir, args.library_root)
     settings = SimSettings(
         seed=args.seed,
         shows=args.shows,
@@ -140,12 +140,20 @@ def parse_options(argv: Sequence[str] | None) -> SimOptions:
         mount_dir=mount_dir.resolve(),
         mount_lag_s=args.mount_lag,
         sparse_files=not args.small_files,
-        library=LibraryLayout(root=args.library_root),
+        library=LibraryLayout(root=library_root),
         rate_limits=limits,
         infringing_ratio=args.infringing_ratio,
         prebuild=True,
     )
     return SimOptions(settings, args.speed, start, args.write_config, args.quiet)
+
+
+def _default_paths(mount_dir: Path | None, library_root: str | None) -> tuple[Path, str]:
+    """Paths not given go to one fresh directory, so a hand-run daemon needs no root."""
+    if mount_dir is not None and library_root is not None:
+        return mount_dir, library_root
+    scratch = Path(tempfile.mkdtemp(prefix="riven-sim-"))
+    return mount_dir or scratch / "mount", library_root or str(scratch / "library")
 
 
 def _pair(item: str, convert: Callable[[str], _T]) -> tuple[str, _T]:
@@ -171,8 +179,6 @@ async def serve(
     anchor = time.time()
     clock = ScaledClock(start, options.speed, anchor)
     settings = options.settings
-    if settings.mount_dir is not None:
-        settings.mount_dir.mkdir(parents=True, exist_ok=True)
     async with run_sims(settings, clock) as cluster:
         fragment = config_fragment(cluster, ClockSpec(start, options.speed, anchor))
         if options.write_config is not None:
@@ -234,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
             stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+    settings = options.settings
     try:
+        for directory in (settings.mount_dir, Path(settings.library.root)):
+            if directory is not None:
+                directory.mkdir(parents=True, exist_ok=True)
         return uvloop.run(_run(options))
     except OSError as exc:
         log.error("cannot start the sims: %s", exc, extra={"action": "sim_start"})

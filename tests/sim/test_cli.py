@@ -53,6 +53,9 @@ def test_options_parse_ports_limits_and_reject_nonsense(tmp_path: Path) -> None:
     assert settings.rate_limits == {"alldebrid": ["12/1s", "600/60s"], "plex": []}
     assert options.start is not None
     assert options.start.utcoffset() is not None
+    defaulted = parse_options(["--shows", "1"]).settings
+    assert defaulted.mount_dir is not None
+    assert Path(defaulted.library.root).parent == defaulted.mount_dir.parent
     for bad in (
         ["--port", "nope=1"],
         ["--limit", "tmdb=fast"],
