@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import aiohttp
 
-from riven_async.core.clock import ManualClock
-from riven_async.sim.server import SimCluster
+from riven_async.core.clock import ManualClock, ScaledClock
+from riven_async.sim.server import SimCluster, SimSettings, run_sims
 from riven_async.sim.shows import DAY_S, HOUR_S, Show, ShowKind
 from tests.sim.simtest import START, get
 
@@ -153,3 +154,22 @@ def test_a_simulated_week_moves_many_shows(sims: SimCluster, clock: ManualClock)
     assert {s.index for s in aired} <= {s.index for s in changed}
     clock.set_elapsed(7 * DAY_S)
     assert all(s.last_aired(clock.now()) is not None for s in aired)
+
+
+async def test_a_scaled_clock_runs_days_of_airings_in_real_seconds(
+    http: aiohttp.ClientSession,
+) -> None:
+    week_in_two_seconds = 7 * DAY_S / 2
+    clock = ScaledClock(START, week_in_two_seconds)
+    async with run_sims(SimSettings(shows=80, movies=5), clock) as sims:
+        show = sims.catalog.find_show(_tomorrow)
+        assert show is not None
+        episode = show.next_to_air(START)
+        assert episode is not None
+        url = f"{sims.tmdb.base_url}/tv/{show.tmdb_id}"
+        params = {"api_key": sims.tmdb.api_key}
+        wait_s = (episode.air_epoch - NOW_S) / week_in_two_seconds + 0.05
+        await asyncio.sleep(wait_s)
+        body = (await get(http, url, params=params)).body
+        assert body["last_episode_to_air"]["id"] == episode.tmdb_id
+        assert wait_s < 1.0
