@@ -1,9 +1,4 @@
-"""The synthetic catalog every sim serves: shows, movies and their releases, from one seed.
-
-Shows and movies are built on first use (``show(i)``) and kept; episodes and releases are
-computed on demand, so a 10,000-show catalog costs only what is asked of it. Identifiers are
-arithmetic in the index, hence every cross-id lookup is O(1) without an index in memory.
-"""
+"""The synthetic catalog every sim serves: shows, movies and their releases, from one seed."""
 
 from __future__ import annotations
 
@@ -28,7 +23,12 @@ _TITLE_STRIDE = 7919  # prime, coprime with the title space: spreads titles over
 
 
 class Catalog:
-    """``shows`` shows and ``movies`` movies generated from ``seed`` around ``origin``."""
+    """``shows`` shows and ``movies`` movies generated from ``seed`` around ``origin``.
+
+    Shows and movies are built on first use and kept; episodes and releases are computed on
+    demand, so a 10,000-show catalog costs only what is asked of it. Identifiers are
+    arithmetic in the index, so every cross-id lookup is O(1) without an index in memory.
+    """
 
     def __init__(
         self,

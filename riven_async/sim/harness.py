@@ -1,9 +1,4 @@
-"""What every sim shares: the base class, request recording, limits, faults, control routes.
-
-One middleware per sim app does, in order: record the request, add latency, answer 503 in an
-outage window, enforce the rate limit (429 + Retry-After, every violation counted), inject
-resets, hangs, 5xx and malformed bodies, check auth, and finally call the sim's handler.
-"""
+"""What every sim shares: the base class, request recording, limits, faults, control routes."""
 
 from __future__ import annotations
 
@@ -173,7 +168,12 @@ class RequestLog:
 
 
 class Harness:
-    """The runtime around one sim: its clock, limiter, faults and request log."""
+    """The runtime around one sim: its clock, limiter, faults and request log.
+
+    Its one middleware does, in order: record the request, add latency, answer 503 in an
+    outage window, enforce the rate limit (429 + Retry-After, every violation counted),
+    inject resets, hangs, 5xx and malformed bodies, check auth, then call the sim's handler.
+    """
 
     def __init__(
         self,

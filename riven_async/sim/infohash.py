@@ -1,10 +1,4 @@
-"""Infohashes that look random but decode back to the release they name.
-
-A hash is ``check || (payload XOR mask)``: ``payload`` packs the release's coordinates,
-``check`` is a keyed BLAKE2b of it and ``mask`` a keyed BLAKE2b of ``check``. Decoding
-verifies ``check``, so any hash not made by the same seed is recognised as unknown. That
-lets a debrid sim resolve a magnet to its files without any index in memory.
-"""
+"""Infohashes that look random but decode back to the release they name."""
 
 from __future__ import annotations
 
@@ -38,7 +32,13 @@ class ReleaseKey:
 
 
 class HashCodec:
-    """Encodes and decodes one seed's infohashes (the seed is the BLAKE2b key)."""
+    """Encodes and decodes one seed's infohashes (the seed is the BLAKE2b key).
+
+    A hash is ``check || (payload XOR mask)``: ``payload`` packs the release's coordinates,
+    ``check`` is a keyed BLAKE2b of it and ``mask`` a keyed BLAKE2b of ``check``. Decoding
+    verifies ``check``, so a hash this seed never made is recognised as unknown, and a debrid
+    sim can resolve any magnet to its files without an index in memory.
+    """
 
     def __init__(self, seed: int) -> None:
         self._key = f"riven-sim:{seed}".encode()[:64]

@@ -1,11 +1,4 @@
-"""Start every sim in-process on loopback and hand back typed handles (tests, bench, demo).
-
-async with run_sims(SimSettings(shows=200), clock=ManualClock()) as sims:
-    url = sims.tmdb.base_url          # http://127.0.0.1:<port>/3
-    sims.realdebrid.faults.set(error_rate=0.5)
-    ...
-    assert sims.realdebrid.sim.adds_per_hash[infohash] == 1
-"""
+"""Start every sim in-process on loopback and hand back typed handles (tests, bench, demo)."""
 
 from __future__ import annotations
 
@@ -298,7 +291,24 @@ def build_world(settings: SimSettings, clock: Clock) -> SimWorld:
 async def run_sims(
     settings: SimSettings | None = None, clock: Clock | None = None
 ) -> AsyncIterator[SimCluster]:
-    """Every sim listening on loopback for the duration of the ``async with`` block."""
+    """Every sim listening on loopback for the duration of the ``async with`` block.
+
+        clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+        async with run_sims(SimSettings(shows=200, mount_dir=tmp), clock) as sims:
+            sims.tmdb.base_url                     # http://127.0.0.1:<port>/3 (real path prefix)
+            sims.realdebrid.api_key                # the key the sim accepts
+            sims.realdebrid.faults.set(error_rate=0.5, paths=("/rest/1.0/torrents/addMagnet",))
+            sims.tvmaze.faults.outage(600)         # 503 for ten simulated minutes
+            clock.advance(3600)                    # every sim, the catalog and the mount move on
+            sims.realdebrid.violations             # requests that arrived over a limit
+            sims.realdebrid.requests               # RecordedRequest(method, path, status, at, ...)
+            sims.realdebrid.sim.adds_per_hash      # Counter: infohash -> accepted addMagnet calls
+            sims.plex.sim.scans                    # LibraryScan(path, kind, section, matched, at)
+            sims.catalog.find_show(lambda s: ...)  # the catalog every sim serves
+
+    Every sim also answers ``/_sim/faults``, ``/_sim/requests``, ``/_sim/stats``,
+    ``/_sim/limits`` and ``/_sim/clock`` at its root URL.
+    """
     chosen = settings or SimSettings()
     world = build_world(chosen, clock or SystemClock())
     sims = _build_sims(world, chosen)

@@ -1,9 +1,4 @@
-"""Synthetic shows: seasons and episodes with exact air times, announcements, status over time.
-
-A show is generated from ``(seed, index, origin)`` alone, so any show can be built on demand.
-Everything that changes with time (which seasons and episodes are listed, the status, the
-next episode) is a function of ``now``, so the sims follow whatever clock drives them.
-"""
+"""Synthetic shows: seasons and episodes with exact air times, announcements, status over time."""
 
 from __future__ import annotations
 
@@ -263,7 +258,11 @@ _EPISODE_COUNTS = (6, 6, 8, 8, 8, 10, 10, 10, 12, 13)
 
 
 def build_show(seed: int, index: int, title: str, origin_s: int) -> Show:
-    """Generate show ``index`` of the catalog seeded ``seed`` around ``origin_s``."""
+    """Generate show ``index`` of the catalog seeded ``seed`` around ``origin_s``.
+
+    The show depends on these arguments alone, so any show can be built on demand; what
+    changes with time (listed seasons, status, next episode) is computed from ``now``.
+    """
     rng = random.Random(f"{seed}:show:{index}")
     kind = rng.choices([k for k, _ in _KIND_WEIGHTS], [w for _, w in _KIND_WEIGHTS])[0]
     network = rng.choice(names.NETWORKS)

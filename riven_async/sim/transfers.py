@@ -1,7 +1,4 @@
-"""How a debrid service fetches a torrent over simulated time: cached at once, or queued then
-downloaded at the swarm's speed (never, without seeders). Shared by Real-Debrid, AllDebrid and
-TorBox so the three progress the same way and feed the same download ledger and mount.
-"""
+"""How a debrid service fetches a torrent over simulated time (shared by RD, AllDebrid, TorBox)."""
 
 from __future__ import annotations
 
