@@ -15,11 +15,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from riven_async.config import load_settings, parse_window
+from riven_async.config import load_settings, load_settings_from_dict, parse_window
 from riven_async.core.clock import ScaledClock
 from riven_async.sim.cli import parse_options, serve
+from riven_async.sim.fragment import ClockSpec, config_fragment, config_values
 from riven_async.sim.server import SimCluster
-from tests.sim.simtest import get, post
+from tests.sim.simtest import START, get, post
 
 SERVER_SECTION = '\n[server]\napi_key = "test-key-for-the-daemon"\n'
 
@@ -215,3 +216,12 @@ def test_the_command_runs_until_sigterm_and_exits_zero(tmp_path: Path) -> None:
             if process.poll() is None:
                 process.kill()
     assert "sims up" in errors.read_text()
+
+
+async def test_config_values_build_daemon_settings_in_process(sims: SimCluster) -> None:
+    values = config_values(sims, ClockSpec(START, 30.0, 1_700_000_000.0))
+    settings = load_settings_from_dict({**values, "server": {"api_key": "k" * 24}})
+    assert settings.upstreams.torznab.base_url == sims.torznab.base_url
+    assert settings.upstreams.alldebrid.rate_limits == ["12/1s", "600/60s"]
+    assert settings.clock.start == START.isoformat()
+    assert tomllib.loads(config_fragment(sims))["upstreams"] == values["upstreams"]
