@@ -114,6 +114,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``riven-async`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sim"]:
+        # The sims own their options (argparse's REMAINDER would swallow --help badly).
+        raise SystemExit(sim_cli.main(argv[1:]))
     args = _parser().parse_args(argv)
     handlers = {
         "run": _cmd_run,
