@@ -107,7 +107,7 @@ class UpstreamPolicy:
     cache_max_entries: int = 10_000
     api_key: Secret = field(default=Secret(""), repr=False)
     auth: ApiKeyAuth | None = None
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     scrub: tuple[Secret, ...] = field(default=(), repr=False)
     window_hold: Hold = "done"
     window_guard_s: float = 0.0

@@ -16,7 +16,7 @@ from aiohttp import web
 from riven_async.config import load_settings_from_dict
 from riven_async.core.cache import CacheState
 from riven_async.core.clock import ManualClock, ScaledClock
-from riven_async.core.http import ApiKeyAuth, HttpClient, Secret, UpstreamPolicy
+from riven_async.core.http import ApiKeyAuth, HttpClient, Scrubber, Secret, UpstreamPolicy
 from riven_async.errors import (
     RateLimited,
     UpstreamError,
@@ -914,3 +914,27 @@ async def test_clients_from_settings_one_per_enabled_upstream(
         assert "realdebrid" in repr(clients)
     with pytest.raises(RuntimeError, match="closed"):
         await rd.get("/user")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://h/x?api_key=abc&page=2", "https://h/x?api_key=***&page=2"),
+        ("https://h/x?APIKEY=abc", "https://h/x?APIKEY=***"),
+        ("https://h/dl?token=abc&torrent_id=1", "https://h/dl?token=***&torrent_id=1"),
+        ("https://user:pw@h/x", "https://***@h/x"),
+        (f"https://h/sort=size%7Crealdebrid={KEY}/stream", "https://h/sort=size%7Crealdebrid=***/stream"),
+        ("nothing secret here", "nothing secret here"),
+    ],
+)  # fmt: skip
+def test_scrubber_masks_credential_params_userinfo_and_listed_secrets(
+    text: str, expected: str
+) -> None:
+    assert Scrubber([KEY, ""]).text(text) == expected
+
+
+def test_scrubber_masks_percent_encoded_secrets() -> None:
+    secret = "a/b+c d"
+    scrubber = Scrubber([secret])
+    for shown in (secret, "a%2Fb%2Bc%20d", "a%2Fb%2Bc+d"):
+        assert scrubber.text(f"x={shown}.") == "x=***."
