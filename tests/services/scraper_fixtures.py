@@ -180,7 +180,10 @@ CAPS = b"""<?xml version="1.0" encoding="UTF-8"?>
 
 @asynccontextmanager
 async def torrent_feed_server(
-    items: Mapping[str, bytes], *, links: Mapping[str, str] | None = None
+    items: Mapping[str, bytes],
+    *,
+    links: Mapping[str, str] | None = None,
+    caps: bytes = CAPS,
 ) -> AsyncIterator[TorrentFeedServer]:
     """``/api`` answers caps and a feed of ``items`` (title → .torrent bytes) by link only.
 
@@ -193,7 +196,7 @@ async def torrent_feed_server(
     async def api(request: web.Request) -> web.StreamResponse:
         hits["/api:" + request.query.get("t", "")] += 1
         if request.query.get("t") == "caps":
-            return web.Response(body=CAPS, content_type="application/xml")
+            return web.Response(body=caps, content_type="application/xml")
         base = holder[0].base_url
         rows = []
         for (title, body), path in zip(items.items(), files, strict=True):
