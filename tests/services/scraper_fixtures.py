@@ -231,3 +231,20 @@ async def torrent_feed_server(
         yield holder[0]
     finally:
         await server.close()
+
+
+@asynccontextmanager
+async def json_server(path: str, body: Any) -> AsyncIterator[str]:
+    """A loopback server answering ``path`` (a route pattern) with ``body``; yields its URL."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get(path, handler)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()

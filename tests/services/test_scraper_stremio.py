@@ -10,8 +10,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from hypothesis import given, strategies as st
 
 from riven_async.errors import RateLimited, UpstreamError, UpstreamPayloadError
@@ -26,10 +24,17 @@ from riven_async.services.scrapers.stremio import (
 )
 from riven_async.sim.limits import Window
 from riven_async.sim.stremio import encode_config, human_size
-from tests.services.scraper_fixtures import EpisodePick, SimEnv, pick_episode, sim_env
+from tests.services.scraper_fixtures import (
+    EpisodePick,
+    SimEnv,
+    json_server,
+    pick_episode,
+    sim_env,
+)
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "upstream-samples"
 GB = 1024**3
+STREAM_ROUTE = "/cfg/stream/{type}/{id}.json"
 
 
 @pytest.fixture
@@ -351,25 +356,11 @@ async def test_malformed_body_is_a_payload_error(env: SimEnv) -> None:
         await StremioScraper(env.client("torrentio")).scrape(_query(pick))
 
 
-async def _serve_json(body: Any) -> TestServer:
-    async def handler(request: web.Request) -> web.Response:
-        return web.json_response(body)
-
-    app = web.Application()
-    app.router.add_get("/cfg/stream/{type}/{id}.json", handler)
-    server = TestServer(app)
-    await server.start_server()
-    return server
-
-
 async def test_json_without_a_streams_list_is_a_payload_error(env: SimEnv) -> None:
-    server = await _serve_json({"streams": "nope"})
-    try:
-        client = env.client("torrentio", base_url=str(server.make_url("/cfg")), rate_limits=[])
+    async with json_server(STREAM_ROUTE, {"streams": "nope"}) as base_url:
+        client = env.client("torrentio", base_url=base_url + "/cfg", rate_limits=[])
         with pytest.raises(UpstreamPayloadError, match="no streams list"):
             await StremioScraper(client).scrape(ScrapeQuery.for_movie(imdb_id="tt0000001"))
-    finally:
-        await server.close()
 
 
 async def test_unreadable_streams_are_skipped_and_the_rest_kept(env: SimEnv) -> None:
@@ -382,12 +373,9 @@ async def test_unreadable_streams_are_skipped_and_the_rest_kept(env: SimEnv) -> 
         good,
         {**good, "title": "dup of the same torrent\n👤 500"},
     ]
-    server = await _serve_json({"streams": streams})
-    try:
-        client = env.client("torrentio", base_url=str(server.make_url("/cfg")), rate_limits=[])
+    async with json_server(STREAM_ROUTE, {"streams": streams}) as base_url:
+        client = env.client("torrentio", base_url=base_url + "/cfg", rate_limits=[])
         result = await StremioScraper(client).scrape(ScrapeQuery.for_movie(imdb_id="tt0000001"))
-    finally:
-        await server.close()
     assert result.soft_failure is None
     (release,) = result.releases
     assert release.infohash == good["infoHash"]
