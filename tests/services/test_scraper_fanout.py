@@ -1,0 +1,399 @@
+"""The fan-out: every scraper at once, own timeouts, merge, health, budget, deferral."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from riven_async.errors import UpstreamError
+from riven_async.services.scrapers import (
+    ScrapedRelease,
+    ScrapeQuery,
+    ScrapeResult,
+    merge_releases,
+)
+from riven_async.services.scrapers.fanout import (
+    FanoutResult,
+    OutcomeStatus,
+    ScrapeFanout,
+    ScraperHealth,
+    ScraperOutcome,
+    build_scrapers,
+)
+from riven_async.services.scrapers.stremio import StremioScraper
+from riven_async.services.scrapers.torznab import TorznabScraper
+from riven_async.services.scrapers.zilean import ZileanScraper
+from riven_async.sim.limits import Window
+from tests.services.scraper_fixtures import EpisodePick, SimEnv, pick_episode, sim_env
+
+QUERY = ScrapeQuery.for_episode(1, 1, imdb_id="tt0903747", title="Breaking Bad")
+H1, H2, H3 = "1" * 40, "2" * 40, "3" * 40
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[SimEnv]:
+    async with sim_env() as running:
+        yield running
+
+
+def _query(pick: EpisodePick) -> ScrapeQuery:
+    return ScrapeQuery.for_episode(
+        pick.season, pick.episode, imdb_id=pick.show.imdb_id, title=pick.show.title
+    )
+
+
+def _release(infohash: str, source: str, **fields: object) -> ScrapedRelease:
+    return ScrapedRelease(infohash, f"Title {infohash[:4]}", source, **fields)  # type: ignore[arg-type]
+
+
+@dataclass
+class FakeScraper:
+    """A scraper whose answer, delay, error and availability the test sets."""
+
+    name: str
+    releases: tuple[ScrapedRelease, ...] = ()
+    delay_s: float = 0.0
+    error: Exception | None = None
+    soft_failure: str | None = None
+    blocked: float = 0.0
+    supported: bool = True
+    calls: int = 0
+    cancelled: int = 0
+
+    def supports(self, query: ScrapeQuery) -> bool:
+        return self.supported
+
+    def blocked_for(self) -> float:
+        return self.blocked
+
+    async def scrape(self, query: ScrapeQuery) -> ScrapeResult:
+        self.calls += 1
+        try:
+            await asyncio.sleep(self.delay_s)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if self.error is not None:
+            raise self.error
+        return ScrapeResult(self.releases, self.soft_failure)
+
+
+def _statuses(result: FanoutResult) -> dict[str, OutcomeStatus]:
+    return {o.scraper: o.status for o in result.outcomes}
+
+
+# -- against the sims ---------------------------------------------------------------------
+
+
+async def test_all_scrapers_in_parallel_merged_and_deduplicated(env: SimEnv) -> None:
+    pick = pick_episode(env.cluster)
+    fanout = ScrapeFanout(build_scrapers(env.upstream_clients()))
+    assert fanout.names == ("torrentio", "comet", "mediafusion", "torznab", "zilean")
+    result = await fanout.scrape(_query(pick))
+    assert result.complete
+    assert set(_statuses(result).values()) == {OutcomeStatus.OK}
+    expected = {r.infohash for r in pick.releases}
+    assert [r.infohash for r in result.releases].count(result.releases[0].infohash) == 1
+    assert {r.infohash for r in result.releases} == expected
+    assert all(o.found == len(expected) for o in result.outcomes)
+    seeders = {r.infohash: r.seeders for r in pick.releases}
+    for release in result.releases:
+        assert release.sources == fanout.names  # every scraper found every release
+        assert release.source == "torrentio"
+        assert release.seeders == seeders[release.infohash]
+        assert release.size_bytes is not None or release.file_size_bytes is not None
+
+
+async def test_one_hanging_scraper_costs_only_its_own_timeout(env: SimEnv) -> None:
+    pick = pick_episode(env.cluster)
+    env.cluster.torrentio.faults.set(timeout_rate=1.0, hang_s=20.0)
+    fanout = ScrapeFanout(
+        build_scrapers(env.upstream_clients()), timeout_s=5.0, timeouts_s={"torrentio": 0.5}
+    )
+    began = time.perf_counter()
+    result = await fanout.scrape(_query(pick))
+    elapsed = time.perf_counter() - began
+    assert 0.5 <= elapsed < 1.5
+    statuses = _statuses(result)
+    assert statuses.pop("torrentio") is OutcomeStatus.TIMED_OUT
+    assert set(statuses.values()) == {OutcomeStatus.OK}
+    assert {r.infohash for r in result.releases} == {r.infohash for r in pick.releases}
+    assert all("torrentio" not in r.sources for r in result.releases)
+    assert result.retry == ("torrentio",)
+    torrentio = fanout.health.stats()["torrentio"]
+    assert torrentio.success_ewma == 0.0
+    assert torrentio.latency_ewma_s is not None
+    assert torrentio.latency_ewma_s >= 0.5
+
+
+async def test_a_paused_scraper_is_deferred_not_waited_on(env: SimEnv) -> None:
+    pick = pick_episode(env.cluster)
+    clients = env.upstream_clients()
+    clients["comet"].limiter.pause(0.4)
+    fanout = ScrapeFanout(build_scrapers(clients))
+    result = await fanout.scrape(_query(pick))
+    comet = result.outcome("comet")
+    assert comet is not None
+    assert comet.status is OutcomeStatus.DEFERRED
+    assert comet.retry_after_s is not None
+    assert 0.2 < comet.retry_after_s <= 0.4
+    assert env.cluster.comet.requests == []
+    assert result.retry == ("comet",)
+    assert result.retry_after_s() == comet.retry_after_s
+    # Once the pause is over, only the deferred scraper is asked again.
+    await asyncio.sleep(comet.retry_after_s)
+    env.cluster.reset()
+    again = await fanout.scrape(_query(pick), only=result.retry)
+    assert [o.scraper for o in again.outcomes] == ["comet"]
+    assert again.complete
+    assert env.cluster.torrentio.requests == []
+
+
+async def test_a_429_mid_scrape_defers_that_scraper_with_its_retry_after(env: SimEnv) -> None:
+    pick = pick_episode(env.cluster)
+    env.cluster.zilean.limiter.set_windows([Window(1, 60.0)])
+    env.allow_violations("zilean")
+    clients = env.upstream_clients(zilean={"rate_limits": []})  # misconfigured: no windows
+    fanout = ScrapeFanout(build_scrapers(clients))
+    first = await fanout.scrape(_query(pick))
+    assert first.complete
+    second = await fanout.scrape(_query(pick))
+    zilean = second.outcome("zilean")
+    assert zilean is not None
+    assert zilean.status is OutcomeStatus.DEFERRED
+    assert zilean.retry_after_s is not None
+    assert zilean.retry_after_s > 50.0
+    assert "rate limited" in (zilean.reason or "")
+    third = await fanout.scrape(_query(pick))  # paused now: not even asked
+    zilean = third.outcome("zilean")
+    assert zilean is not None
+    assert zilean.status is OutcomeStatus.DEFERRED
+    assert zilean.elapsed_s == 0.0
+    assert len(env.cluster.zilean.log.matching(status=429)) == 1
+
+
+async def test_an_open_breaker_defers_without_a_request(env: SimEnv) -> None:
+    pick = pick_episode(env.cluster)
+    env.cluster.zilean.faults.set(error_rate=1.0)
+    clients = env.upstream_clients(zilean={"breaker_failures": 1, "max_retries": 0})
+    fanout = ScrapeFanout(build_scrapers(clients))
+    failed = await fanout.scrape(_query(pick))
+    outcome = failed.outcome("zilean")
+    assert outcome is not None
+    assert outcome.status is OutcomeStatus.FAILED
+    assert "HTTP 500" in (outcome.reason or "")
+    seen = len(env.cluster.zilean.requests)
+    deferred = await fanout.scrape(_query(pick))
+    outcome = deferred.outcome("zilean")
+    assert outcome is not None
+    assert outcome.status is OutcomeStatus.DEFERRED
+    assert outcome.retry_after_s is not None
+    assert outcome.retry_after_s > 20.0
+    assert len(env.cluster.zilean.requests) == seen
+
+
+async def test_a_notice_is_a_soft_failure_to_retry(env: SimEnv) -> None:
+    pick = pick_episode(env.cluster)
+    clients = env.upstream_clients(comet={"base_url": env.cluster.comet.base_url})
+    result = await ScrapeFanout(build_scrapers(clients)).scrape(_query(pick))
+    comet = result.outcome("comet")
+    assert comet is not None
+    assert comet.status is OutcomeStatus.SOFT_FAILURE
+    assert "OBSOLETE CONFIGURATION" in (comet.reason or "")
+    assert result.retry == ("comet",)
+    assert result.releases
+
+
+async def test_no_key_in_any_outcome(env: SimEnv) -> None:
+    pick = pick_episode(env.cluster)
+    rd_key = env.cluster.realdebrid.api_key
+    for handle in env.cluster.handles():
+        handle.faults.set(error_rate=1.0)
+    clients = env.upstream_clients(
+        torrentio={"base_url": f"{env.cluster.torrentio.base_url}/realdebrid={rd_key}"},
+        torznab={"api_key": "not-the-right-key-123"},
+    )
+    result = await ScrapeFanout(build_scrapers(clients)).scrape(_query(pick))
+    assert {o.status for o in result.outcomes} == {OutcomeStatus.FAILED}
+    text = repr(result)
+    for key in [*env.api_keys(), rd_key, "not-the-right-key-123"]:
+        assert key not in text
+
+
+async def test_start_fetches_torznab_caps_and_never_raises(env: SimEnv) -> None:
+    scrapers = build_scrapers(env.upstream_clients(), torznab_indexers=["1337x", "eztv"])
+    torznab = next(s for s in scrapers if isinstance(s, TorznabScraper))
+    assert torznab.indexers == ("1337x", "eztv")
+    await ScrapeFanout(scrapers).start()
+    assert set(torznab.caps()) == {"1337x", "eztv"}
+    env.cluster.torznab.faults.set(error_rate=1.0)
+    await torznab.refresh_caps()  # fails, logged
+    assert torznab.caps() == {}
+
+
+async def test_build_scrapers_takes_only_enabled_upstreams(env: SimEnv) -> None:
+    clients = env.upstream_clients(
+        comet={"enabled": False}, mediafusion={"enabled": False}, zilean={"enabled": False}
+    )
+    scrapers = build_scrapers(clients)
+    assert [type(s) for s in scrapers] == [StremioScraper, TorznabScraper]
+    assert build_scrapers({}) == []
+    assert isinstance(build_scrapers({"zilean": clients["torrentio"]})[0], ZileanScraper)
+
+
+# -- fakes: ordering, budget, health, merge ------------------------------------------------
+
+
+async def test_dedup_keeps_the_richest_record() -> None:
+    lean = FakeScraper("lean", (_release(H1, "lean", seeders=3),))
+    rich = FakeScraper(
+        "rich",
+        (
+            _release(
+                H1,
+                "rich",
+                seeders=40,
+                size_bytes=9,
+                file_name="f.mkv",
+                file_idx=2,
+                file_size_bytes=5,
+                provider="TPB",
+                cached_hint=True,
+            ),
+            _release(H2, "rich"),
+        ),
+    )
+    other = FakeScraper("other", (_release(H1, "other", seeders=7, size_bytes=8),))
+    result = await ScrapeFanout([lean, rich, other]).scrape(QUERY)
+    first, second = result.releases
+    assert first == ScrapedRelease(
+        H1,
+        f"Title {H1[:4]}",
+        "lean",
+        file_name="f.mkv",
+        file_idx=2,
+        size_bytes=9,
+        file_size_bytes=5,
+        seeders=40,
+        provider="TPB",
+        cached_hint=True,
+        sources=("lean", "rich", "other"),
+    )
+    assert second.infohash == H2
+    assert second.sources == ("rich",)
+
+
+def test_merge_releases_is_order_stable_and_idempotent() -> None:
+    releases = [_release(H2, "a"), _release(H1, "a"), _release(H2, "b", seeders=1)]
+    merged = merge_releases(releases)
+    assert [r.infohash for r in merged] == [H2, H1]
+    assert merge_releases(merged) == merged
+
+
+async def test_whole_scrape_ends_at_the_longest_timeout_and_cancels_the_slow() -> None:
+    slow = FakeScraper("slow", delay_s=30.0)
+    fast = FakeScraper("fast", (_release(H1, "fast"),), delay_s=0.01)
+    fanout = ScrapeFanout([slow, fast], timeout_s=5.0, timeouts_s={"slow": 0.2})
+    began = time.perf_counter()
+    result = await fanout.scrape(QUERY)
+    assert time.perf_counter() - began < 1.0
+    assert _statuses(result) == {"slow": OutcomeStatus.TIMED_OUT, "fast": OutcomeStatus.OK}
+    assert slow.cancelled == 1
+    assert [r.infohash for r in result.releases] == [H1]
+
+
+async def test_failures_and_crashes_do_not_sink_the_others() -> None:
+    broken = FakeScraper("broken", error=UpstreamError("broken", 502, "http://x/", "bad gateway"))
+    buggy = FakeScraper("buggy", error=KeyError("oops"))
+    good = FakeScraper("good", (_release(H3, "good"),))
+    result = await ScrapeFanout([broken, buggy, good]).scrape(QUERY)
+    assert _statuses(result) == {
+        "broken": OutcomeStatus.FAILED,
+        "buggy": OutcomeStatus.FAILED,
+        "good": OutcomeStatus.OK,
+    }
+    assert result.outcome("buggy").reason == "crashed: KeyError"  # type: ignore[union-attr]
+    assert [r.infohash for r in result.releases] == [H3]
+
+
+async def test_unsupported_queries_are_skipped_and_not_retried() -> None:
+    blind = FakeScraper("blind", supported=False)
+    result = await ScrapeFanout([blind]).scrape(QUERY)
+    assert _statuses(result) == {"blind": OutcomeStatus.UNSUPPORTED}
+    assert blind.calls == 0
+    assert result.complete
+
+
+async def test_budget_asks_the_fastest_most_reliable_first() -> None:
+    slow = FakeScraper("slow", delay_s=0.15)
+    flaky = FakeScraper("flaky", error=UpstreamError("flaky", 500, "http://x/"))
+    fast = FakeScraper("fast", (_release(H1, "fast"),))
+    blocked = FakeScraper("blocked", blocked=10.0)
+    fanout = ScrapeFanout([slow, flaky, blocked, fast])
+    await fanout.scrape(QUERY)  # learn: everyone asked once (no budget)
+    result = await fanout.scrape(QUERY, budget=1)
+    assert _statuses(result) == {
+        "slow": OutcomeStatus.OVER_BUDGET,
+        "flaky": OutcomeStatus.OVER_BUDGET,
+        "blocked": OutcomeStatus.DEFERRED,
+        "fast": OutcomeStatus.OK,
+    }
+    assert (slow.calls, flaky.calls, fast.calls, blocked.calls) == (1, 1, 2, 0)
+    assert fanout.health.order(["slow", "flaky", "fast"]) == ["fast", "slow", "flaky"]
+    two = await ScrapeFanout([slow, flaky, fast], budget=2, health=fanout.health).scrape(QUERY)
+    assert set(two.retry) == {"flaky"}  # over budget again, and it failed before anyway
+    assert _statuses(two)["slow"] is OutcomeStatus.OK
+
+
+async def test_unknown_scrapers_get_asked_under_a_budget() -> None:
+    health = ScraperHealth()
+    health.record(ScraperOutcome("known_bad", OutcomeStatus.FAILED, elapsed_s=0.1))
+    new = FakeScraper("new")
+    known_bad = FakeScraper("known_bad")
+    result = await ScrapeFanout([known_bad, new], budget=1, health=health).scrape(QUERY)
+    assert _statuses(result) == {"known_bad": OutcomeStatus.OVER_BUDGET, "new": OutcomeStatus.OK}
+
+
+def test_health_ewma() -> None:
+    health = ScraperHealth(alpha=0.5)
+    health.record(ScraperOutcome("s", OutcomeStatus.OK, elapsed_s=1.0))
+    health.record(ScraperOutcome("s", OutcomeStatus.OK, elapsed_s=3.0))
+    health.record(ScraperOutcome("s", OutcomeStatus.FAILED, elapsed_s=2.0, reason="HTTP 500"))
+    health.record(ScraperOutcome("s", OutcomeStatus.DEFERRED, retry_after_s=5.0))  # not asked
+    health.record(ScraperOutcome("s", OutcomeStatus.OVER_BUDGET))
+    stats = health.stats()["s"]
+    assert stats.latency_ewma_s == pytest.approx(2.0)  # 1 → 2 → 2
+    assert stats.success_ewma == pytest.approx(0.5)  # 1 → 1 → 0.5
+    assert stats.samples == 3
+    assert stats.outcomes == {"ok": 2, "failed": 1, "deferred": 1, "over_budget": 1}
+    assert stats.last_failure == "failed: HTTP 500"
+    assert stats.score == pytest.approx(0.5 / 2.25)
+    metrics = health.to_dict()["s"]
+    assert metrics["outcomes"]["ok"] == 2
+    assert metrics["success_ewma"] == pytest.approx(0.5)
+
+
+async def test_cancelling_the_fanout_cancels_every_scraper() -> None:
+    a, b = FakeScraper("a", delay_s=30.0), FakeScraper("b", delay_s=30.0)
+    task = asyncio.create_task(ScrapeFanout([a, b], timeout_s=60.0).scrape(QUERY))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (a.cancelled, b.cancelled) == (1, 1)
+
+
+def test_constructor_checks() -> None:
+    a = FakeScraper("a")
+    with pytest.raises(ValueError, match="unique"):
+        ScrapeFanout([a, FakeScraper("a")])
+    with pytest.raises(ValueError, match="unknown"):
+        ScrapeFanout([a], timeouts_s={"b": 1.0})
+    with pytest.raises(ValueError, match="> 0"):
+        ScrapeFanout([a], timeout_s=0)
+    with pytest.raises(ValueError, match="budget"):
+        ScrapeFanout([a], budget=0)
