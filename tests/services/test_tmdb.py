@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 from riven_async.core.clock import ManualClock, ScaledClock
 from riven_async.domain import media
 from riven_async.domain.intents import ExternalIds
+from riven_async.errors import UpstreamPayloadError
 from riven_async.services.indexers.records import (
     AirTimeSource,
     IndexedShow,
@@ -685,3 +686,40 @@ async def test_a_season_the_details_list_but_tmdb_does_not_serve_is_skipped(
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
+
+
+async def test_a_malformed_answer_is_a_typed_payload_error(
+    clock: ManualClock, tmp_path: Path
+) -> None:
+    async with indexer_rig(clock, tmp_path) as rig:
+        rig.sims.tmdb.faults.set(malformed_rate=1.0)
+        with pytest.raises(UpstreamPayloadError, match="tmdb: HTTP 200"):
+            await rig.tmdb.show(rig.sims.catalog.show(1).tmdb_id)
+
+
+async def test_upstream_slips_in_a_season_are_absorbed_or_typed(
+    make_upstream: UpstreamFactory, make_client: ClientFactory
+) -> None:
+    details = load_sample("tmdb_tv_details_ended.json")
+    season = load_sample("tmdb_tv_season_details.json")
+    twice = dict(season, episodes=[*season["episodes"], season["episodes"][0]])
+    negative = dict(season, season_number=-1)
+    up = await make_upstream(
+        {
+            "/tv/1396": _json(details),
+            "/tv/1396/season/1": _json(twice),
+            "/tv/1396/season/2": _json(negative),
+        }
+    )
+    indexer = TmdbIndexer(make_client(up, name="tmdb"), clock=ManualClock(START))
+    settled = {
+        entry["season_number"]: _fp(entry["episode_count"], entry["air_date"], "2000-01-01")
+        for entry in details["seasons"]
+    }
+    indexed = await indexer.show(1396, known_seasons=settled, seasons=[1])
+    assert indexed.fetched_seasons == (1,)
+    numbers = [e.number for e in indexed.seasons[0].episodes]
+    assert numbers == list(range(1, len(season["episodes"]) + 1))  # the repeat is dropped
+    assert indexed.to_tree(START).episode_count == len(numbers)
+    with pytest.raises(UpstreamPayloadError, match="season_number"):
+        await indexer.show(1396, known_seasons=settled, seasons=[2])

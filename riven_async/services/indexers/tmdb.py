@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    NonNegativeInt,
     ValidationError as PydanticValidationError,
 )
 
@@ -96,14 +97,14 @@ class _Episode(_Model):
     id: int | None = None
     name: _Text = None
     air_date: _Date = None
-    episode_number: int
-    season_number: int
+    episode_number: NonNegativeInt
+    season_number: NonNegativeInt
     episode_type: _Text = None
     runtime: int | None = None
 
 
 class _SeasonEntry(_Model):
-    season_number: int
+    season_number: NonNegativeInt
     episode_count: int = 0
     air_date: _Date = None
     name: _Text = None
@@ -133,7 +134,7 @@ class _TvDetails(_Model):
 
 
 class _SeasonDetails(_Model):
-    season_number: int
+    season_number: NonNegativeInt
     name: _Text = None
     air_date: _Date = None
     episodes: tuple[_Episode, ...] = ()
@@ -729,6 +730,16 @@ class TmdbIndexer:
             dates = {"start_date": span_start.isoformat(), "end_date": span_end.isoformat()}
             head = await self._changes_page(path, dates, 1)
             pages = min(head.total_pages, MAX_PAGE)
+            if head.total_pages > MAX_PAGE:
+                log.warning(
+                    "%s %s..%s has %d pages; TMDB serves %d, the rest is lost",
+                    path,
+                    span_start,
+                    span_end,
+                    head.total_pages,
+                    MAX_PAGE,
+                    extra={"action": "tmdb_changes", "path": path},
+                )
             rest = await _all([self._changes_page(path, dates, p) for p in range(2, pages + 1)])
             found.update(media.TmdbId(r.id) for page in (head, *rest) for r in page.results)
         log.debug(
@@ -800,7 +811,13 @@ class _EpisodeBuilder:
 def _season(
     body: _SeasonDetails, listed: SeasonSummary | None, episode: _EpisodeBuilder
 ) -> IndexedSeason:
-    episodes = tuple(e for e in (episode(raw) for raw in body.episodes) if e is not None)
+    by_number: dict[int, IndexedEpisode] = {}
+    for raw in body.episodes:
+        built = episode(raw)
+        # A number listed twice is an upstream slip; the tree holds each number once.
+        if built is not None and built.number not in by_number:
+            by_number[built.number] = built
+    episodes = tuple(by_number.values())
     count = listed.episode_count if listed is not None else len(episodes)
     air_date = listed.air_date if listed is not None else body.air_date
     dates = [e.air_date for e in episodes if e.air_date is not None]
