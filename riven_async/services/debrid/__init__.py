@@ -438,18 +438,43 @@ class Cleanup:
     """Best-effort deletes that finish even when the caller is cancelled meanwhile."""
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     async def run(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._keep(task)
         # Shielded: a cancelled acquire must still remove what it added.
         await asyncio.shield(task)
 
+    async def undoable(
+        self, work: Coroutine[Any, Any, T], undo: Callable[[T], Coroutine[Any, Any, None]]
+    ) -> T:
+        """Await ``work`` (an add); if the caller is cancelled meanwhile, undo its result.
+
+        A cancelled POST may already have reached the service: the add goes on in the
+        background and whatever it created is deleted as soon as its answer arrives.
+        """
+        task = asyncio.ensure_future(work)
+        self._keep(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+
+            def undo_later(done: asyncio.Future[T]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self._keep(asyncio.ensure_future(undo(done.result())))
+
+            task.add_done_callback(undo_later)
+            raise
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        """Hold a reference until it is done (the loop keeps only weak ones)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def aclose(self) -> None:
-        """Wait for the deletes still running."""
-        if self._tasks:
+        """Wait for the adds and deletes still running."""
+        while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 

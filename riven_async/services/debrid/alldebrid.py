@@ -196,7 +196,9 @@ class AllDebrid:
                     )
                 except TorrentGone:
                     self._index.forget(infohash, existing)
-            uploaded = await self._upload(candidate)
+            uploaded = await self._cleanup.undoable(
+                self._upload(candidate), lambda u: self._orphaned(str(u.id), infohash)
+            )
             ident = str(uploaded.id)
             return await self._settle(
                 ident,
@@ -314,6 +316,10 @@ class AllDebrid:
             if held is None or (held[1] != READY and magnet.status_code == READY):
                 listed[key] = (str(magnet.id), magnet.status_code)
         return {key: ident for key, (ident, _) in listed.items()}
+
+    async def _orphaned(self, magnet_id: str, infohash: str) -> None:
+        self._index.forget(infohash, magnet_id)
+        await self._delete_quietly(magnet_id, infohash)
 
     async def _delete_quietly(self, magnet_id: str, infohash: str) -> None:
         try:

@@ -268,6 +268,16 @@ class RealDebrid:
             raise TorrentFailed(self._name, infohash, f"status {info.status}")
 
     async def _add(self, candidate: Candidate) -> str:
+        infohash = candidate.infohash
+        return await self._cleanup.undoable(
+            self._post_add(candidate), lambda ident: self._orphaned(ident, infohash)
+        )
+
+    async def _orphaned(self, torrent_id: str, infohash: str) -> None:
+        self._index.forget(infohash, torrent_id)
+        await self._delete_quietly(torrent_id, infohash)
+
+    async def _post_add(self, candidate: Candidate) -> str:
         response = await self._call(
             "POST",
             "/torrents/addMagnet",

@@ -210,7 +210,9 @@ class TorBox:
                     return await self._settle(ours, candidate, want, owned=True, reused=True)
                 except TorrentGone:
                     pass
-            torrent_id, existed = await self._create(candidate)
+            torrent_id, existed = await self._cleanup.undoable(
+                self._create(candidate), lambda made: self._orphaned(made, infohash)
+            )
             return await self._settle(
                 torrent_id, candidate, want, owned=not existed, reused=existed
             )
@@ -293,6 +295,14 @@ class TorBox:
     async def _control(self, torrent_id: str, infohash: str | None) -> None:
         body = {"torrent_id": int(torrent_id), "operation": "delete", "all": False}
         await self._call("POST", "/torrents/controltorrent", infohash, json=body)
+
+    async def _orphaned(self, created: tuple[str, bool], infohash: str) -> None:
+        torrent_id, existed = created
+        if existed:
+            return  # not ours: TorBox handed back a torrent already in the account
+        if self._ours.get(infohash) == torrent_id:
+            del self._ours[infohash]
+        await self._delete_quietly(torrent_id, infohash)
 
     async def _delete_quietly(self, torrent_id: str, infohash: str) -> None:
         try:
