@@ -169,3 +169,12 @@ def calls(handle: SimHandle[Any], since: int = 0) -> list[RecordedRequest]:
 def mark(handle: SimHandle[Any]) -> int:
     """The sim's request counter now (pass to ``calls`` later)."""
     return handle.log.total
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait (real time) until ``check()`` holds; fail after ``timeout_s``."""
+    for _ in range(int(timeout_s / 0.002)):
+        if check():
+            return
+        await asyncio.sleep(0.002)
+    assert check(), "condition not met in time"

@@ -1,0 +1,357 @@
+"""Try the debrid services in the configured order: likely-cached candidates first, each hash
+checked by one caller at a time, paused services skipped rather than waited on."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Final, Protocol
+
+from riven_async.core.clock import Clock
+from riven_async.core.http import HttpClient
+from riven_async.core.locks import KeyedLock
+from riven_async.errors import UpstreamError
+from riven_async.services.debrid import (
+    Acquired,
+    Availability,
+    Candidate,
+    Debrid,
+    DebridError,
+    FileWant,
+    Infringing,
+    NoMatchingFiles,
+    NotCached,
+    ProbeResult,
+    ServiceError,
+)
+from riven_async.services.debrid.alldebrid import AllDebrid
+from riven_async.services.debrid.file_selection import select_files_async
+from riven_async.services.debrid.realdebrid import RealDebrid
+from riven_async.services.debrid.torbox import TorBox
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ORDER: Final = ("torbox", "realdebrid", "alldebrid")
+MAX_ATTEMPTS_PER_SERVICE = 5
+
+
+class Outcome(enum.StrEnum):
+    ACQUIRED = "acquired"
+    NOT_CACHED = "not_cached"
+    INFRINGING = "infringing"
+    FAILED = "failed"
+    NO_MATCHING_FILES = "no_matching_files"
+    SERVICE_ERROR = "service_error"
+    OVER_BUDGET = "over_budget"
+    SHARED = "shared"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one service said about one candidate (``service`` is ``*`` for a shared answer)."""
+
+    infohash: str
+    service: str
+    outcome: Outcome
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AcquireResult:
+    """The torrent acquired (or None), every attempt, and the services that could not answer.
+
+    ``conclusive`` is false when some service was paused or failed during the call: the
+    release may still be available there, so the caller should retry (at ``retry_at``
+    when a pause end is known) rather than conclude that nothing is cached.
+    """
+
+    acquired: Acquired | None
+    attempts: tuple[Attempt, ...]
+    unavailable: Mapping[str, str]
+    retry_at: datetime | None
+
+    @property
+    def conclusive(self) -> bool:
+        return self.acquired is not None or not self.unavailable
+
+    def hashes_with(self, outcome: Outcome) -> frozenset[str]:
+        """Infohashes that got ``outcome`` from some service (to blacklist, for instance)."""
+        return frozenset(a.infohash for a in self.attempts if a.outcome is outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """The result of one caller's attempts on a hash, shared with callers who waited for it.
+
+    ``complete`` is false when the attempts were cut short (a service failed, the caller
+    was cancelled): then a waiting caller tries for itself.
+    """
+
+    acquired: Acquired | None
+    complete: bool
+    want: FileWant | None = None
+
+
+class _Run:
+    """One ``acquire`` call's view: services still usable, probes, budgets and attempts."""
+
+    def __init__(self, services: Sequence[Debrid]) -> None:
+        self.services = tuple(services)
+        self.unavailable: dict[str, str] = {}
+        self.pauses: dict[str, datetime] = {}
+        self.probes: dict[str, Mapping[str, ProbeResult]] = {}
+        self.spent: Counter[str] = Counter()
+        self.attempts: list[Attempt] = []
+
+    def active(self) -> list[Debrid]:
+        return [s for s in self.services if s.name not in self.unavailable]
+
+    def drop(self, service: Debrid, reason: str) -> None:
+        self.unavailable.setdefault(service.name, reason)
+        paused = service.paused_until
+        if paused is not None:
+            self.pauses[service.name] = paused
+
+    def note(self, infohash: str, service: str, outcome: Outcome, reason: str = "") -> None:
+        self.attempts.append(Attempt(infohash, service, outcome, reason))
+
+
+class DebridChain:
+    """``acquire`` a release through the services in order, as cheaply as each allows.
+
+    Candidates are tried best first, those with a scraper's cached hint (``[RD+]``) ahead
+    of the rest. Services with a bulk check (TorBox) are asked once for every candidate
+    up front; the others are asked one candidate at a time, at most
+    ``max_attempts_per_service`` times per call. For each candidate the services are
+    tried in order, so the best release wins and the order breaks ties. A service that is
+    paused (capped, rate limited, breaker open) is skipped, and one that fails is dropped
+    for the rest of the call. Concurrent calls never check the same hash at once: the
+    first caller's answer is shared with those that arrive while it runs, and the keyed
+    lock serialises whatever is left, so a torrent is never added twice.
+    """
+
+    def __init__(
+        self,
+        services: Sequence[Debrid],
+        *,
+        max_attempts_per_service: int = MAX_ATTEMPTS_PER_SERVICE,
+        locks: KeyedLock | None = None,
+    ) -> None:
+        names = [s.name for s in services]
+        if len(set(names)) != len(names):
+            raise ValueError(f"debrid services must have distinct names, got {names}")
+        if max_attempts_per_service < 1:
+            raise ValueError("max_attempts_per_service must be >= 1")
+        self._services = tuple(services)
+        self.max_attempts_per_service = max_attempts_per_service
+        self._locks = locks or KeyedLock()
+        self._flights: dict[str, asyncio.Future[_Flight]] = {}
+
+    def __repr__(self) -> str:
+        return f"<DebridChain {' > '.join(s.name for s in self._services) or 'empty'}>"
+
+    @property
+    def services(self) -> tuple[Debrid, ...]:
+        return self._services
+
+    def paused(self) -> dict[str, datetime | None]:
+        """Each service's ``paused_until`` (for the metrics endpoint)."""
+        return {s.name: s.paused_until for s in self._services}
+
+    async def acquire(self, candidates: Sequence[Candidate], want: FileWant) -> AcquireResult:
+        """The first candidate some service holds ready with files for ``want``."""
+        ordered = order_candidates(candidates)
+        run = _Run(self._services)
+        for service in self._services:
+            paused = service.paused_until
+            if paused is not None:
+                run.drop(service, f"paused until {paused.isoformat()}")
+        if ordered:
+            await self._bulk_probe(run, [c.infohash for c in ordered])
+        acquired: Acquired | None = None
+        for candidate in ordered:
+            if not run.active():
+                break
+            acquired = await self._try(candidate, want, run)
+            if acquired is not None:
+                break
+        result = AcquireResult(
+            acquired=acquired,
+            attempts=tuple(run.attempts),
+            unavailable=MappingProxyType(dict(run.unavailable)),
+            retry_at=min(run.pauses.values()) if run.pauses else None,
+        )
+        self._log(result, want, len(ordered))
+        return result
+
+    async def _bulk_probe(self, run: _Run, infohashes: Sequence[str]) -> None:
+        for service in run.active():
+            if not service.bulk_probe:
+                continue
+            try:
+                run.probes[service.name] = await service.probe(infohashes)
+            except (ServiceError, UpstreamError) as exc:
+                run.drop(service, str(exc))
+
+    async def _try(self, candidate: Candidate, want: FileWant, run: _Run) -> Acquired | None:
+        infohash = candidate.infohash
+        flight = self._flights.get(infohash)
+        if flight is not None:
+            shared = await asyncio.shield(flight)
+            if shared.complete:
+                if shared.acquired is None:
+                    run.note(infohash, "*", Outcome.SHARED, "a concurrent check found nothing")
+                    return None
+                adapted = await _adapt(shared, candidate, want)
+                if adapted is not None:
+                    run.note(infohash, adapted.torrent.service, Outcome.SHARED, "reused")
+                    return adapted
+            async with self._locks(infohash):
+                acquired, _ = await self._attempt(candidate, want, run)
+                return acquired
+        # No await between the lookup above and this registration: callers that arrive
+        # from now on wait for this flight instead of checking the hash again.
+        mine: asyncio.Future[_Flight] = asyncio.get_running_loop().create_future()
+        self._flights[infohash] = mine
+        outcome = _Flight(None, False)
+        try:
+            async with self._locks(infohash):
+                acquired, complete = await self._attempt(candidate, want, run)
+            outcome = _Flight(acquired, complete, want)
+            return acquired
+        finally:
+            del self._flights[infohash]
+            mine.set_result(outcome)
+
+    async def _attempt(
+        self, candidate: Candidate, want: FileWant, run: _Run
+    ) -> tuple[Acquired | None, bool]:
+        """Ask each usable service in order; whether every one of them answered."""
+        infohash = candidate.infohash
+        complete = True
+        for service in run.active():
+            name = service.name
+            probe = run.probes.get(name, {}).get(infohash)
+            if probe is not None and probe.availability is Availability.NOT_CACHED:
+                run.note(infohash, name, Outcome.NOT_CACHED, "bulk check")
+                continue
+            likely = probe is not None and probe.availability is Availability.CACHED
+            if not likely and run.spent[name] >= self.max_attempts_per_service:
+                run.note(infohash, name, Outcome.OVER_BUDGET)
+                continue
+            paused = service.paused_until
+            if paused is not None:
+                run.drop(service, f"paused until {paused.isoformat()}")
+                complete = False
+                continue
+            run.spent[name] += 1
+            try:
+                acquired = await service.acquire(candidate, want, probe)
+            except NoMatchingFiles as exc:
+                run.note(infohash, name, Outcome.NO_MATCHING_FILES, exc.reason)
+                return None, complete  # the files are the release's, whatever the service
+            except ServiceError as exc:
+                run.note(infohash, name, Outcome.SERVICE_ERROR, exc.reason)
+                run.drop(service, str(exc))
+                complete = False
+            except Infringing as exc:
+                run.note(infohash, name, Outcome.INFRINGING, exc.reason)
+            except NotCached as exc:
+                run.note(infohash, name, Outcome.NOT_CACHED, exc.reason)
+            except DebridError as exc:  # TorrentFailed, TorrentGone and the unforeseen
+                run.note(infohash, name, Outcome.FAILED, exc.reason)
+            except UpstreamError as exc:
+                run.note(infohash, name, Outcome.SERVICE_ERROR, str(exc))
+                run.drop(service, str(exc))
+                complete = False
+            else:
+                run.note(infohash, name, Outcome.ACQUIRED, acquired.torrent.status)
+                return acquired, True
+        return None, complete
+
+    def _log(self, result: AcquireResult, want: FileWant, candidates: int) -> None:
+        acquired = result.acquired
+        if acquired is not None:
+            log.info(
+                "acquired %s for %s on %s (%d attempts)",
+                acquired.candidate.infohash,
+                want.describe(),
+                acquired.torrent.service,
+                len(result.attempts),
+                extra={
+                    "action": "debrid_acquire",
+                    "service": acquired.torrent.service,
+                    "infohash": acquired.candidate.infohash,
+                    "attempts": len(result.attempts),
+                },
+            )
+            return
+        log.info(
+            "no cached release for %s among %d candidates (%d attempts; unavailable: %s)",
+            want.describe(),
+            candidates,
+            len(result.attempts),
+            ", ".join(sorted(result.unavailable)) or "none",
+            extra={
+                "action": "debrid_acquire",
+                "attempts": len(result.attempts),
+                "unavailable": sorted(result.unavailable),
+            },
+        )
+
+
+def order_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Each hash once, in the given (best first) order, those with a cached hint first."""
+    merged: dict[str, Candidate] = {}
+    for candidate in candidates:
+        held = merged.get(candidate.infohash)
+        if held is None:
+            merged[candidate.infohash] = candidate
+        elif candidate.cached_hint and not held.cached_hint:
+            merged[candidate.infohash] = Candidate(held.infohash, held.title, True)
+    ordered = list(merged.values())
+    return [c for c in ordered if c.cached_hint] + [c for c in ordered if not c.cached_hint]
+
+
+async def _adapt(shared: _Flight, candidate: Candidate, want: FileWant) -> Acquired | None:
+    """Another caller's torrent, if the files it holds serve this caller's want too."""
+    assert shared.acquired is not None
+    torrent = shared.acquired.torrent
+    if shared.want == want:
+        return Acquired(torrent, shared.acquired.selection, candidate, reused=True)
+    selection = await select_files_async(torrent.selected_files, want)
+    if not selection.satisfies(want):
+        return None
+    return Acquired(torrent, selection, candidate, reused=True)
+
+
+class ClientSource(Protocol):
+    """Where HTTP clients come from by upstream name (``UpstreamClients`` or a dict)."""
+
+    def get(self, name: str, /) -> HttpClient | None: ...
+
+
+def build_services(
+    clients: ClientSource, order: Sequence[str] = DEFAULT_ORDER, *, clock: Clock | None = None
+) -> list[Debrid]:
+    """One client per name in ``order`` whose upstream is enabled, in that order."""
+    services: list[Debrid] = []
+    for name in order:
+        client = clients.get(name)
+        if client is None:
+            continue
+        if name == "realdebrid":
+            services.append(RealDebrid(client, clock=clock))
+        elif name == "alldebrid":
+            services.append(AllDebrid(client, clock=clock))
+        elif name == "torbox":
+            services.append(TorBox(client, clock=clock))
+        else:
+            raise ValueError(f"unknown debrid service {name!r} (known: {', '.join(DEFAULT_ORDER)})")
+    return services
