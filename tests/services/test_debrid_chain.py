@@ -250,7 +250,8 @@ async def test_cancelled_caller_leaves_no_torrent_behind(env: SimEnv) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await eventually(lambda: env.sims.realdebrid.sim.torrents == {})
+    await chain.aclose()  # waits for the background add and its undo
+    assert env.sims.realdebrid.sim.torrents == {}
     # A later caller is not stuck behind the cancelled one.
     again = await chain.acquire([candidate(release)], pack_want(release))
     assert again.acquired is None

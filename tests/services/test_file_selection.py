@@ -15,7 +15,12 @@ from riven_async.services.debrid import (
     TorrentFile,
     normalize_infohash,
 )
-from riven_async.services.debrid.file_selection import classify, select_files, select_files_async
+from riven_async.services.debrid.file_selection import (
+    FileClassifier,
+    classify,
+    select_files,
+    select_files_async,
+)
 from riven_async.sim.catalog import Catalog
 
 GB = 1_000_000_000
@@ -193,3 +198,12 @@ def test_inner_path_strips_the_torrent_folder_only_when_every_file_shares_it() -
     assert single.inner_path(single.files[0]) == "Movie.2020.mkv"
     loose = torrent("E01.mkv", "Subs/E01.srt")
     assert [loose.inner_path(f) for f in loose.files] == ["E01.mkv", "Subs/E01.srt"]
+
+
+async def test_classifier_remembers_parses_and_selects_like_the_functions() -> None:
+    classifier = FileClassifier(cache_size=64)
+    want = FileWant.season(1, [1, 2])
+    assert classifier.select(PACK, want) == select_files(PACK, want)
+    assert await classifier.select_async(PACK, want, slice_s=0.0) == select_files(PACK, want)
+    with pytest.raises(ValueError, match="cache_size"):
+        FileClassifier(cache_size=0)

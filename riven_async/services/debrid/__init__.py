@@ -360,6 +360,10 @@ class Debrid(Protocol):
 
     async def delete(self, torrent_id: str) -> None: ...
 
+    async def aclose(self) -> None:
+        """Let background deletes finish (before the HTTP clients close)."""
+        ...
+
 
 # -- plumbing the clients share --------------------------------------------------------
 

@@ -31,7 +31,7 @@ from riven_async.services.debrid import (
     TorrentGone,
     parse_payload,
 )
-from riven_async.services.debrid.file_selection import select_files_async
+from riven_async.services.debrid.file_selection import FileClassifier
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ class AllDebrid:
         self._health = ServiceHealth(name, client, self._clock)
         self._locks = KeyedLock()
         self._cleanup = Cleanup()
+        self._classifier = FileClassifier()
         self._index = AccountIndex(self._clock, account_ttl_s, self._list_account)
 
     def __repr__(self) -> str:
@@ -248,7 +249,7 @@ class AllDebrid:
             if status_code != READY:
                 raise NotCached(self._name, infohash, f"not ready (status code {status_code})")
             files = await self._files(magnet_id, infohash)
-            selection = await select_files_async(files, want)
+            selection = await self._classifier.select_async(files, want)
             if not selection.satisfies(want):
                 raise NoMatchingFiles(
                     self._name, infohash, f"no file for {want.describe()} among {len(files)} files"

@@ -31,7 +31,7 @@ from riven_async.services.debrid import (
     ServiceError,
 )
 from riven_async.services.debrid.alldebrid import AllDebrid
-from riven_async.services.debrid.file_selection import select_files_async
+from riven_async.services.debrid.file_selection import FileClassifier
 from riven_async.services.debrid.realdebrid import RealDebrid
 from riven_async.services.debrid.torbox import TorBox
 
@@ -152,6 +152,7 @@ class DebridChain:
         self.max_attempts_per_service = max_attempts_per_service
         self._locks = locks or KeyedLock()
         self._flights: dict[str, asyncio.Future[_Flight]] = {}
+        self._classifier = FileClassifier()
 
     def __repr__(self) -> str:
         return f"<DebridChain {' > '.join(s.name for s in self._services) or 'empty'}>"
@@ -159,6 +160,11 @@ class DebridChain:
     @property
     def services(self) -> tuple[Debrid, ...]:
         return self._services
+
+    async def aclose(self) -> None:
+        """Let every service finish its background deletes (before closing the clients)."""
+        for service in self._services:
+            await service.aclose()
 
     def paused(self) -> dict[str, datetime | None]:
         """Each service's ``paused_until`` (for the metrics endpoint)."""
@@ -208,7 +214,7 @@ class DebridChain:
                 if shared.acquired is None:
                     run.note(infohash, "*", Outcome.SHARED, "a concurrent check found nothing")
                     return None
-                adapted = await _adapt(shared, candidate, want)
+                adapted = await _adapt(shared, candidate, want, self._classifier)
                 if adapted is not None:
                     run.note(infohash, adapted.torrent.service, Outcome.SHARED, "reused")
                     return adapted
@@ -319,13 +325,15 @@ def order_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
     return [c for c in ordered if c.cached_hint] + [c for c in ordered if not c.cached_hint]
 
 
-async def _adapt(shared: _Flight, candidate: Candidate, want: FileWant) -> Acquired | None:
+async def _adapt(
+    shared: _Flight, candidate: Candidate, want: FileWant, classifier: FileClassifier
+) -> Acquired | None:
     """Another caller's torrent, if the files it holds serve this caller's want too."""
     assert shared.acquired is not None
     torrent = shared.acquired.torrent
     if shared.want == want:
         return Acquired(torrent, shared.acquired.selection, candidate, reused=True)
-    selection = await select_files_async(torrent.selected_files, want)
+    selection = await classifier.select_async(torrent.selected_files, want)
     if not selection.satisfies(want):
         return None
     return Acquired(torrent, selection, candidate, reused=True)

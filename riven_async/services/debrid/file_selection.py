@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -37,6 +38,7 @@ EXTRA_FOLDERS = frozenset(
 )  # fmt: skip
 MAX_PARSE_CHARS = 255
 YIELD_SLICE_S = 0.005
+PARSE_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,23 +80,27 @@ def _ints(value: Any) -> tuple[int, ...]:
     return tuple(v for v in value if isinstance(v, int) and not isinstance(v, bool))
 
 
-def classify(file: TorrentFile) -> FileInfo:
-    """Parse one file's name (and its folders when the name lacks a season)."""
-    parts = [p for p in file.path.split("/") if p]
+_Parsed = tuple[bool, tuple[int, ...], tuple[int, ...]]
+_NOT_PLAYABLE: _Parsed = (False, (), ())
+
+
+def parse_path(path: str) -> _Parsed:
+    """(playable, seasons, episodes) for a path inside a torrent; depends on the path only."""
+    parts = [p for p in path.split("/") if p]
     if not parts:
-        return FileInfo(file, False)
+        return _NOT_PLAYABLE
     name = parts[-1]
     stem, dot, extension = name.rpartition(".")
     if not dot or extension.lower() not in VIDEO_EXTENSIONS:
-        return FileInfo(file, False)
+        return _NOT_PLAYABLE
     if any(folder.strip().casefold() in EXTRA_FOLDERS for folder in parts[:-1]):
-        return FileInfo(file, False)
+        return _NOT_PLAYABLE
     if stem.strip().casefold() in EXTRA_FOLDERS:
-        return FileInfo(file, False)
+        return _NOT_PLAYABLE
     parsed = _parse(name)
     extras = parsed.get("extras") or ()
     if isinstance(extras, list) and SKIPPED_EXTRAS.intersection(map(str, extras)):
-        return FileInfo(file, False)
+        return _NOT_PLAYABLE
     seasons = _ints(parsed.get("seasons"))
     episodes = _ints(parsed.get("episodes"))
     if episodes and not seasons:
@@ -102,7 +108,12 @@ def classify(file: TorrentFile) -> FileInfo:
             seasons = _ints(_parse(folder).get("seasons"))
             if seasons:
                 break
-    return FileInfo(file, True, seasons, episodes)
+    return True, seasons, episodes
+
+
+def classify(file: TorrentFile) -> FileInfo:
+    """Parse one file's name (and its folders when the name lacks a season)."""
+    return FileInfo(file, *parse_path(file.path))
 
 
 def match(infos: Iterable[FileInfo], want: FileWant) -> Selection:
@@ -153,3 +164,35 @@ async def select_files_async(
             await asyncio.sleep(0)
             started = time.perf_counter()
     return match(infos, want)
+
+
+class FileClassifier:
+    """``select_files`` with each path's parse remembered in a bounded LRU.
+
+    Every episode of a season pack selects from the same file list; parsing it once
+    instead of once per episode keeps the event loop free (about 2 ms per file).
+    """
+
+    def __init__(self, cache_size: int = PARSE_CACHE_SIZE) -> None:
+        if cache_size < 1:
+            raise ValueError("cache_size must be >= 1")
+        self._parse_path = functools.lru_cache(maxsize=cache_size)(parse_path)
+
+    def classify(self, file: TorrentFile) -> FileInfo:
+        return FileInfo(file, *self._parse_path(file.path))
+
+    def select(self, files: Sequence[TorrentFile], want: FileWant) -> Selection:
+        return match((self.classify(f) for f in files), want)
+
+    async def select_async(
+        self, files: Sequence[TorrentFile], want: FileWant, *, slice_s: float = YIELD_SLICE_S
+    ) -> Selection:
+        """Like ``select``, yielding to the loop every ``slice_s`` of parsing."""
+        infos: list[FileInfo] = []
+        started = time.perf_counter()
+        for file in files:
+            infos.append(self.classify(file))
+            if time.perf_counter() - started >= slice_s:
+                await asyncio.sleep(0)
+                started = time.perf_counter()
+        return match(infos, want)

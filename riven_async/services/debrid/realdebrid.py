@@ -33,7 +33,7 @@ from riven_async.services.debrid import (
     parse_payload,
     poll_until,
 )
-from riven_async.services.debrid.file_selection import select_files_async
+from riven_async.services.debrid.file_selection import FileClassifier
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ class RealDebrid:
         self._health = ServiceHealth(name, client, self._clock)
         self._locks = KeyedLock()
         self._cleanup = Cleanup()
+        self._classifier = FileClassifier()
         self._index = AccountIndex(self._clock, account_ttl_s, self._list_account)
 
     def __repr__(self) -> str:
@@ -224,7 +225,7 @@ class RealDebrid:
         info = await self._wait_for_files(torrent_id, infohash)
         if info.status == WAITING_SELECTION:
             torrent = self._record(info)
-            selection = await select_files_async(torrent.files, want)
+            selection = await self._classifier.select_async(torrent.files, want)
             if not selection.satisfies(want):
                 raise NoMatchingFiles(
                     self._name,
@@ -239,7 +240,7 @@ class RealDebrid:
             return Acquired(self._record(info), selection, candidate, reused)
         if info.status == DOWNLOADED:
             torrent = self._record(info)
-            selection = await select_files_async(torrent.selected_files, want)
+            selection = await self._classifier.select_async(torrent.selected_files, want)
             if not selection.satisfies(want):
                 raise _Unsuitable
             return Acquired(torrent, selection, candidate, reused)

@@ -33,7 +33,7 @@ from riven_async.services.debrid import (
     parse_payload,
     poll_until,
 )
-from riven_async.services.debrid.file_selection import select_files_async
+from riven_async.services.debrid.file_selection import FileClassifier
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ class TorBox:
         self._health = ServiceHealth(name, client, self._clock)
         self._locks = KeyedLock()
         self._cleanup = Cleanup()
+        self._classifier = FileClassifier()
         self._ours: dict[str, str] = {}  # infohash -> torrent id this client created
 
     def __repr__(self) -> str:
@@ -196,7 +197,7 @@ class TorBox:
         if probe.availability is Availability.NOT_CACHED:
             raise NotCached(self._name, infohash, "not in checkcached")
         if probe.files:
-            early = await select_files_async(probe.files, want)
+            early = await self._classifier.select_async(probe.files, want)
             if not early.satisfies(want):
                 raise NoMatchingFiles(
                     self._name,
@@ -237,7 +238,7 @@ class TorBox:
         infohash = candidate.infohash
         try:
             torrent = await self._wait_ready(torrent_id, infohash)
-            selection = await select_files_async(torrent.files, want)
+            selection = await self._classifier.select_async(torrent.files, want)
             if not selection.satisfies(want):
                 raise NoMatchingFiles(
                     self._name,
