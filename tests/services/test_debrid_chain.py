@@ -242,6 +242,20 @@ async def test_every_episode_of_a_pack_at_once_shares_one_add(env: SimEnv) -> No
     assert env.sims.realdebrid.sim.adds_per_hash[release.infohash] == 1
 
 
+async def test_a_concurrent_no_for_other_files_does_not_answer_for_mine(env: SimEnv) -> None:
+    release = pick_pack(env.sims, {"realdebrid": True})
+    chain = chain_of(env, ("realdebrid",))
+    missing, present = FileWant.episode(42, 1), FileWant.episode(*release.episodes[0])
+    first, second = await asyncio.gather(
+        chain.acquire([candidate(release)], missing),
+        chain.acquire([candidate(release)], present),
+    )
+    assert first.acquired is None
+    assert first.hashes_with(Outcome.NO_MATCHING_FILES) == {release.infohash}
+    assert second.acquired is not None
+    assert second.acquired.selection.file_for(*release.episodes[0]) is not None
+
+
 async def test_cancelled_caller_leaves_no_torrent_behind(env: SimEnv) -> None:
     release = pick_pack(env.sims, {"realdebrid": False})
     chain = chain_of(env, ("realdebrid",))

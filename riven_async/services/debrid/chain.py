@@ -96,6 +96,11 @@ class _Flight:
     acquired: Acquired | None
     complete: bool
     want: FileWant | None = None
+    files_rejected: bool = False
+
+    def answers(self, want: FileWant) -> bool:
+        """Whether "nothing" from this flight holds for ``want`` too."""
+        return self.complete and (self.want == want or not self.files_rejected)
 
 
 class _Run:
@@ -210,10 +215,10 @@ class DebridChain:
         flight = self._flights.get(infohash)
         if flight is not None:
             shared = await asyncio.shield(flight)
-            if shared.complete:
-                if shared.acquired is None:
-                    run.note(infohash, "*", Outcome.SHARED, "a concurrent check found nothing")
-                    return None
+            if shared.acquired is None and shared.answers(want):
+                run.note(infohash, "*", Outcome.SHARED, "a concurrent check found nothing")
+                return None
+            if shared.acquired is not None:
                 adapted = await _adapt(shared, candidate, want, self._classifier)
                 if adapted is not None:
                     run.note(infohash, adapted.torrent.service, Outcome.SHARED, "reused")
@@ -229,7 +234,11 @@ class DebridChain:
         try:
             async with self._locks(infohash):
                 acquired, complete = await self._attempt(candidate, want, run)
-            outcome = _Flight(acquired, complete, want)
+            files_rejected = any(
+                a.infohash == infohash and a.outcome is Outcome.NO_MATCHING_FILES
+                for a in run.attempts
+            )
+            outcome = _Flight(acquired, complete, want, files_rejected)
             return acquired
         finally:
             del self._flights[infohash]
