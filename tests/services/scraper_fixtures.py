@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -30,16 +31,20 @@ from riven_async.sim.stremio import encode_config
 from riven_async.upstreams import UpstreamClients, policy_from_section
 
 # Fast failure handling for tests; limits stay the sims' own (from the fragment).
-FAST_POLICY: Mapping[str, Any] = {
-    "timeout_s": 5.0,
-    "connect_timeout_s": 2.0,
-    "max_retries": 1,
-    "backoff_base_s": 0.01,
-    "backoff_max_s": 0.1,
-}
+FAST_POLICY: Mapping[str, Any] = MappingProxyType(
+    {
+        "timeout_s": 5.0,
+        "connect_timeout_s": 2.0,
+        "max_retries": 1,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.1,
+    }
+)
 COMET_CONFIG = encode_config({"resultFormat": ["all"], "debridService": "torrent"})
 MEDIAFUSION_CONFIG = "D-" + encode_config({"streaming_provider": None, "max_streams": 50})
-STREMIO_SUFFIX = {"comet": "/" + COMET_CONFIG, "mediafusion": "/" + MEDIAFUSION_CONFIG}
+STREMIO_SUFFIX: Mapping[str, str] = MappingProxyType(
+    {"comet": "/" + COMET_CONFIG, "mediafusion": "/" + MEDIAFUSION_CONFIG}
+)
 
 
 @dataclass

@@ -112,10 +112,10 @@ def test_size_limit_is_checked_before_reading() -> None:
 
 def test_token_limit_bounds_the_work_on_hostile_input() -> None:
     hostile = b"l" + b"i0e" * (bencode.MAX_TOKENS + 10) + b"e"
-    began = time.perf_counter()
+    began = time.process_time()  # CPU time: other processes on the machine do not count
     with pytest.raises(BencodeError, match="values"):
         bencode.decode(hostile)
-    assert time.perf_counter() - began < 3.0
+    assert time.process_time() - began < 3.0
 
 
 def test_unsorted_keys_are_read_as_sent() -> None:

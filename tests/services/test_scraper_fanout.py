@@ -112,12 +112,13 @@ async def test_one_hanging_scraper_costs_only_its_own_timeout(env: SimEnv) -> No
     pick = pick_episode(env.cluster)
     env.cluster.torrentio.faults.set(timeout_rate=1.0, hang_s=20.0)
     fanout = ScrapeFanout(
-        build_scrapers(env.upstream_clients()), timeout_s=5.0, timeouts_s={"torrentio": 0.5}
+        build_scrapers(env.upstream_clients()), timeout_s=10.0, timeouts_s={"torrentio": 1.0}
     )
     began = time.perf_counter()
     result = await fanout.scrape(_query(pick))
     elapsed = time.perf_counter() - began
-    assert 0.5 <= elapsed < 1.5
+    # Its own timeout, not the client's 5 s nor the 20 s hang (slack for a loaded machine).
+    assert 1.0 <= elapsed < 3.0
     statuses = _statuses(result)
     assert statuses.pop("torrentio") is OutcomeStatus.TIMED_OUT
     assert set(statuses.values()) == {OutcomeStatus.OK}
@@ -127,7 +128,7 @@ async def test_one_hanging_scraper_costs_only_its_own_timeout(env: SimEnv) -> No
     torrentio = fanout.health.stats()["torrentio"]
     assert torrentio.success_ewma == 0.0
     assert torrentio.latency_ewma_s is not None
-    assert torrentio.latency_ewma_s >= 0.5
+    assert torrentio.latency_ewma_s >= 1.0
 
 
 async def test_a_paused_scraper_is_deferred_not_waited_on(env: SimEnv) -> None:
@@ -300,7 +301,7 @@ async def test_whole_scrape_ends_at_the_longest_timeout_and_cancels_the_slow() -
     fanout = ScrapeFanout([slow, fast], timeout_s=5.0, timeouts_s={"slow": 0.2})
     began = time.perf_counter()
     result = await fanout.scrape(QUERY)
-    assert time.perf_counter() - began < 1.0
+    assert time.perf_counter() - began < 2.0
     assert _statuses(result) == {"slow": OutcomeStatus.TIMED_OUT, "fast": OutcomeStatus.OK}
     assert slow.cancelled == 1
     assert [r.infohash for r in result.releases] == [H1]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -30,17 +33,21 @@ MAX_STREAMS = 2000
 MAX_NOTICE_CHARS = 200
 RATE_LIMIT_NOTICE_PAUSE_S = 60.0
 
-_SIZE_UNITS = {
-    "b": 1,
-    "kb": 1024,
-    "kib": 1024,
-    "mb": 1024**2,
-    "mib": 1024**2,
-    "gb": 1024**3,
-    "gib": 1024**3,
-    "tb": 1024**4,
-    "tib": 1024**4,
-}
+_SIZE_UNITS: Final[Mapping[str, int]] = MappingProxyType(
+    {
+        "b": 1,
+        "kb": 1024,
+        "kib": 1024,
+        "mb": 1024**2,
+        "mib": 1024**2,
+        "gb": 1024**3,
+        "gib": 1024**3,
+        "tb": 1024**4,
+        "tib": 1024**4,
+    }
+)
+# Path segment after which the infohash sits, and how far after it.
+_HASH_AFTER: Final[Mapping[str, int]] = MappingProxyType({"resolve": 3, "playback": 1})
 _SEEDERS_RE = re.compile(r"👤\s*(\d{1,9})(?!\d)")
 _SIZE_RE = re.compile(r"💾\s*(\d{1,12}(?:[.,]\d{1,6})?)\s*([KMGT]i?B|kB|B)(?![A-Za-z])", re.I)
 # Torrentio ⚙️, Comet 🔎, MediaFusion 🔗: the rest of the line names the provider.
@@ -150,7 +157,7 @@ def infohash_from_url(url: str) -> str | None:
         return None
     segments = parts.path.split("/")
     for index, segment in enumerate(segments):
-        offset = {"resolve": 3, "playback": 1}.get(segment)
+        offset = _HASH_AFTER.get(segment)
         if offset is not None and index + offset < len(segments):
             found = _hash_or_none(segments[index + offset])
             if found is not None:

@@ -7,7 +7,7 @@ import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from yarl import URL
 
@@ -98,7 +98,6 @@ class TorznabErrorReply:
 class _Feed:
     label: str
     path: str
-    origin: URL = field(compare=False)
 
 
 def parse_xml(body: bytes) -> ET.Element:
@@ -359,11 +358,11 @@ class TorznabScraper:
         origin = base.origin()
         if indexers:
             self._feeds = tuple(
-                _Feed(i, str(origin.with_path(feed_path.format(indexer=i))), origin)
+                _Feed(i, str(origin.with_path(feed_path.format(indexer=i))))
                 for i in dict.fromkeys(indexers)
             )
         else:
-            self._feeds = (_Feed(base.path.rstrip("/") or "/", "api", origin),)
+            self._feeds = (_Feed(base.path.rstrip("/") or "/", "api"),)
         self._movie_categories = tuple(movie_categories)
         self._tv_categories = tuple(tv_categories)
         self._limit = limit
