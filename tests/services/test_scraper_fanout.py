@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from riven_async.core.clock import ManualClock
 from riven_async.errors import UpstreamError
 from riven_async.services.scrapers import (
     ScrapedRelease,
@@ -60,6 +61,7 @@ class FakeScraper:
     error: Exception | None = None
     soft_failure: str | None = None
     blocked: float = 0.0
+    full: bool = False
     supported: bool = True
     calls: int = 0
     cancelled: int = 0
@@ -69,6 +71,9 @@ class FakeScraper:
 
     def blocked_for(self) -> float:
         return self.blocked
+
+    def saturated(self) -> bool:
+        return self.full
 
     async def scrape(self, query: ScrapeQuery) -> ScrapeResult:
         self.calls += 1
@@ -175,6 +180,26 @@ async def test_a_429_mid_scrape_defers_that_scraper_with_its_retry_after(env: Si
     assert zilean.status is OutcomeStatus.DEFERRED
     assert zilean.elapsed_s == 0.0
     assert len(env.cluster.zilean.log.matching(status=429)) == 1
+
+
+async def test_full_rate_windows_defer_after_the_timeout_without_a_violation(
+    env: SimEnv,
+) -> None:
+    pick = pick_episode(env.cluster)
+    env.cluster.zilean.limiter.set_windows([Window(2, 60.0)])
+    clients = env.upstream_clients(zilean={"rate_limits": ["2/60s"]})
+    zilean = next(s for s in build_scrapers(clients) if s.name == "zilean")
+    fanout = ScrapeFanout([zilean], timeout_s=0.5)
+    for _ in range(2):
+        assert (await fanout.scrape(_query(pick))).complete
+    assert zilean.saturated()
+    third = await fanout.scrape(_query(pick))
+    outcome = third.outcome("zilean")
+    assert outcome is not None
+    assert outcome.status is OutcomeStatus.DEFERRED
+    assert "rate-limit slot" in (outcome.reason or "")
+    assert len(env.cluster.zilean.requests) == 2  # the third never left the limiter
+    assert fanout.health.stats()["zilean"].success_ewma == 1.0
 
 
 async def test_an_open_breaker_defers_without_a_request(env: SimEnv) -> None:
@@ -360,11 +385,13 @@ async def test_unknown_scrapers_get_asked_under_a_budget() -> None:
 
 
 def test_health_ewma() -> None:
-    health = ScraperHealth(alpha=0.5)
+    clock = ManualClock()
+    health = ScraperHealth(alpha=0.5, clock=clock)
     health.record(ScraperOutcome("s", OutcomeStatus.OK, elapsed_s=1.0))
     health.record(ScraperOutcome("s", OutcomeStatus.OK, elapsed_s=3.0))
     health.record(ScraperOutcome("s", OutcomeStatus.FAILED, elapsed_s=2.0, reason="HTTP 500"))
-    health.record(ScraperOutcome("s", OutcomeStatus.DEFERRED, retry_after_s=5.0))  # not asked
+    # Limits and choices of ours only count: they say nothing about the upstream.
+    health.record(ScraperOutcome("s", OutcomeStatus.DEFERRED, elapsed_s=4.0, retry_after_s=5))
     health.record(ScraperOutcome("s", OutcomeStatus.OVER_BUDGET))
     stats = health.stats()["s"]
     assert stats.latency_ewma_s == pytest.approx(2.0)  # 1 → 2 → 2
@@ -376,6 +403,31 @@ def test_health_ewma() -> None:
     metrics = health.to_dict()["s"]
     assert metrics["outcomes"]["ok"] == 2
     assert metrics["success_ewma"] == pytest.approx(0.5)
+
+
+def test_health_drifts_back_to_the_prior_so_a_benched_scraper_is_retried() -> None:
+    clock = ManualClock()
+    health = ScraperHealth(recovery_s=100.0, prior_latency_s=1.0, clock=clock)
+    health.record(ScraperOutcome("bad", OutcomeStatus.TIMED_OUT, elapsed_s=9.0))
+    health.record(ScraperOutcome("good", OutcomeStatus.OK, elapsed_s=0.5))
+    assert health.order(["bad", "good"]) == ["good", "bad"]
+    assert health.score("bad") == 0.0
+    clock.advance(100.0)  # half way back to the prior (success 1, latency 1 s)
+    assert health.score("bad") == pytest.approx(0.5 / (5.0 + 0.25))
+    clock.advance(10_000.0)
+    assert health.score("bad") == pytest.approx(1 / 1.25, rel=1e-3)
+
+
+async def test_a_timeout_spent_queued_for_our_own_rate_window_is_a_deferral() -> None:
+    queued = FakeScraper("queued", delay_s=30.0, full=True)
+    fanout = ScrapeFanout([queued], timeout_s=0.1)
+    result = await fanout.scrape(QUERY)
+    outcome = result.outcome("queued")
+    assert outcome is not None
+    assert outcome.status is OutcomeStatus.DEFERRED
+    assert "rate-limit slot" in (outcome.reason or "")
+    assert outcome.retry_after_s is None
+    assert fanout.health.stats()["queued"].samples == 0  # not held against the upstream
 
 
 async def test_cancelling_the_fanout_cancels_every_scraper() -> None:

@@ -189,6 +189,10 @@ class Scraper(Protocol):
         """Seconds before a request could go out (a 429 pause, an open breaker); 0 if now."""
         ...
 
+    def saturated(self) -> bool:
+        """Whether a request would queue for a rate-limit slot now (a window is full)."""
+        ...
+
     async def scrape(self, query: ScrapeQuery) -> ScrapeResult:
         """Search once; raise ``UpstreamError`` or ``ScraperError`` when it fails."""
         ...
@@ -248,6 +252,12 @@ def client_blocked_for(client: HttpClient) -> float:
         # A half-open breaker with its probe in flight reports 0 s: still refused now.
         wait = max(wait, exc.retry_in_s, 1e-3)
     return wait
+
+
+def client_saturated(client: HttpClient) -> bool:
+    """Whether ``client``'s limiter has no free place in some window (or has waiters)."""
+    stats = client.limiter.stats()
+    return stats.waiters > 0 or any(w.used >= w.limit for w in stats.windows)
 
 
 def normalize_infohash(text: str) -> str:

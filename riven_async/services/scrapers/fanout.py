@@ -10,6 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from riven_async.core.clock import Clock, SystemClock
 from riven_async.core.http import HttpClient
 from riven_async.errors import RateLimited, UpstreamError, UpstreamUnavailable
 from riven_async.services.scrapers import (
@@ -32,6 +33,7 @@ EWMA_ALPHA = 0.2
 PRIOR_LATENCY_S = 1.0
 # Added to the latency in the score so that near-zero latencies do not dominate it.
 LATENCY_FLOOR_S = 0.25
+HEALTH_RECOVERY_S = 600.0
 MAX_REASON_CHARS = 300
 STREMIO_UPSTREAMS = ("torrentio", "comet", "mediafusion")
 
@@ -48,6 +50,15 @@ class OutcomeStatus(enum.StrEnum):
     UNSUPPORTED = "unsupported"  # cannot search for this query (no usable id or title)
 
 
+# Outcomes that say how the upstream answers (the others are limits or choices of ours).
+_SAMPLED = frozenset(
+    {
+        OutcomeStatus.OK,
+        OutcomeStatus.SOFT_FAILURE,
+        OutcomeStatus.FAILED,
+        OutcomeStatus.TIMED_OUT,
+    }
+)
 # Outcomes after which the caller should scrape with this scraper again later.
 RETRY_STATUSES = frozenset(
     {
@@ -123,12 +134,13 @@ class HealthStats:
 
 
 class _Record:
-    __slots__ = ("counts", "last_failure", "latency", "samples", "success")
+    __slots__ = ("counts", "last_failure", "latency", "sampled_at", "samples", "success")
 
     def __init__(self) -> None:
         self.latency: float | None = None
         self.success: float | None = None
         self.samples = 0
+        self.sampled_at = 0.0
         self.counts: Counter[str] = Counter()
         self.last_failure: str | None = None
 
@@ -138,40 +150,55 @@ class ScraperHealth:
 
     The score is ``success / (latency + LATENCY_FLOOR_S)``: answers per second, roughly.
     A scraper not yet heard from is assumed reliable at ``prior_latency_s``, so it gets
-    asked and measured.
+    asked and measured. Between samples the score drifts back toward that prior (half
+    way every ``recovery_s``): a scraper that lost its place under a budget is tried
+    again later instead of never. Only answers and failures move the averages; deferrals
+    (rate limits, open breakers, full windows) are limits, not unreliability, and count
+    only in ``outcomes``.
     """
 
     def __init__(
-        self, *, alpha: float = EWMA_ALPHA, prior_latency_s: float = PRIOR_LATENCY_S
+        self,
+        *,
+        alpha: float = EWMA_ALPHA,
+        prior_latency_s: float = PRIOR_LATENCY_S,
+        recovery_s: float = HEALTH_RECOVERY_S,
+        clock: Clock | None = None,
     ) -> None:
         if not 0 < alpha <= 1:
             raise ValueError("alpha must be in (0, 1]")
+        if prior_latency_s < 0 or recovery_s <= 0:
+            raise ValueError("prior_latency_s must be >= 0 and recovery_s > 0")
         self._alpha = alpha
         self._prior_latency_s = prior_latency_s
+        self._recovery_s = recovery_s
+        self._clock = clock or SystemClock()
         self._records: dict[str, _Record] = {}
 
     def record(self, outcome: ScraperOutcome) -> None:
-        """Fold one outcome in; outcomes where nothing was asked only count."""
+        """Fold one outcome in."""
         entry = self._records.setdefault(outcome.scraper, _Record())
         entry.counts[outcome.status.value] += 1
         status = outcome.status
-        if status in (OutcomeStatus.OVER_BUDGET, OutcomeStatus.UNSUPPORTED):
+        if status not in _SAMPLED:
             return
-        if status is OutcomeStatus.DEFERRED and outcome.elapsed_s == 0.0:
-            return  # refused before asking: says nothing new about the upstream
         ok = status is OutcomeStatus.OK
         if not ok:
             entry.last_failure = f"{status.value}: {outcome.reason or ''}".rstrip(": ")
         entry.success = self._fold(entry.success, 1.0 if ok else 0.0)
-        if status is not OutcomeStatus.DEFERRED:
-            entry.latency = self._fold(entry.latency, outcome.elapsed_s)
+        entry.latency = self._fold(entry.latency, outcome.elapsed_s)
         entry.samples += 1
+        entry.sampled_at = self._clock.monotonic()
 
     def score(self, scraper: str) -> float:
+        success, latency = 1.0, self._prior_latency_s
         entry = self._records.get(scraper)
-        success = entry.success if entry is not None and entry.success is not None else 1.0
-        latency = entry.latency if entry is not None and entry.latency is not None else None
-        return success / ((self._prior_latency_s if latency is None else latency) + LATENCY_FLOOR_S)
+        if entry is not None and entry.success is not None and entry.latency is not None:
+            age = max(0.0, self._clock.monotonic() - entry.sampled_at)
+            weight = 0.5 ** (age / self._recovery_s)
+            success += (entry.success - success) * weight
+            latency += (entry.latency - latency) * weight
+        return success / (latency + LATENCY_FLOOR_S)
 
     def order(self, scrapers: Sequence[str]) -> list[str]:
         """Best score first; equal scores keep the given order."""
@@ -207,8 +234,9 @@ class ScrapeFanout:
     The whole call takes at most the longest timeout among the scrapers asked (they must
     honour cancellation, as the HTTP client does). A scraper whose client is paused by a
     429 or whose breaker is open is not waited on: it is reported ``DEFERRED`` with the
-    wait, so the caller re-scrapes only that one later (``only=``). With a ``budget``,
-    only that many scrapers are asked, best ``ScraperHealth`` score first.
+    wait, so the caller re-scrapes only that one later (``only=``); so is one that timed
+    out while queued for a place in its own full rate windows. With a ``budget``, only
+    that many scrapers are asked, best ``ScraperHealth`` score first.
     """
 
     def __init__(
@@ -356,14 +384,15 @@ class ScrapeFanout:
 
     def _timed_out(self, scraper: Scraper, timeout: float, elapsed: float) -> ScraperOutcome:
         blocked = scraper.blocked_for()
-        if blocked > 0:
-            # It was waiting out a 429 pause (or a breaker that opened meanwhile).
+        if blocked > 0 or scraper.saturated():
+            # It was waiting out a 429 pause or for a place in a full rate window: our
+            # limit, not the upstream's slowness.
             return ScraperOutcome(
                 scraper.name,
                 OutcomeStatus.DEFERRED,
                 elapsed_s=elapsed,
-                reason=f"still blocked after {timeout:g}s",
-                retry_after_s=blocked,
+                reason=f"still waiting for a rate-limit slot after {timeout:g}s",
+                retry_after_s=blocked or None,
             )
         return ScraperOutcome(
             scraper.name,

@@ -21,6 +21,7 @@ from riven_async.services.scrapers import (
     ScrapeQuery,
     ScrapeResult,
     client_blocked_for,
+    client_saturated,
     infohash_from_magnet,
     merge_releases,
     normalize_infohash,
@@ -236,6 +237,9 @@ class StremioScraper:
 
     def blocked_for(self) -> float:
         return client_blocked_for(self._client)
+
+    def saturated(self) -> bool:
+        return client_saturated(self._client)
 
     async def scrape(self, query: ScrapeQuery) -> ScrapeResult:
         kind, ident = stremio_id(query)

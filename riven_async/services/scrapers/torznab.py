@@ -20,6 +20,7 @@ from riven_async.services.scrapers import (
     ScrapeResult,
     bencode,
     client_blocked_for,
+    client_saturated,
     infohash_from_magnet,
     merge_releases,
     normalize_infohash,
@@ -391,6 +392,9 @@ class TorznabScraper:
 
     def blocked_for(self) -> float:
         return client_blocked_for(self._client)
+
+    def saturated(self) -> bool:
+        return client_saturated(self._client)
 
     async def start(self) -> None:
         """Fetch every indexer's caps now; a failure is logged and retried on first use."""

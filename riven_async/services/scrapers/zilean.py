@@ -15,6 +15,7 @@ from riven_async.services.scrapers import (
     ScrapeQuery,
     ScrapeResult,
     client_blocked_for,
+    client_saturated,
     merge_releases,
     normalize_infohash,
 )
@@ -74,6 +75,9 @@ class ZileanScraper:
 
     def blocked_for(self) -> float:
         return client_blocked_for(self._client)
+
+    def saturated(self) -> bool:
+        return client_saturated(self._client)
 
     async def scrape(self, query: ScrapeQuery) -> ScrapeResult:
         params = zilean_params(query)
