@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, strategies as st
 
 from riven_async.core.clock import ManualClock
 from riven_async.errors import UpstreamError
 from riven_async.services.scrapers import (
+    ParseError,
     ScrapedRelease,
     ScrapeQuery,
     ScrapeResult,
+    infohash_from_magnet,
     merge_releases,
+    normalize_infohash,
 )
 from riven_async.services.scrapers.fanout import (
     FanoutResult,
@@ -450,3 +456,58 @@ def test_constructor_checks() -> None:
         ScrapeFanout([a], timeout_s=0)
     with pytest.raises(ValueError, match="budget"):
         ScrapeFanout([a], budget=0)
+
+
+# -- the records every scraper shares -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        ({"kind": "show"}, "kind"),
+        ({"kind": "movie", "imdb_id": "0903747"}, "imdb_id"),
+        ({"kind": "movie", "season": 1}, "no season"),
+        ({"kind": "episode", "season": 1}, "episode >= 1"),
+        ({"kind": "episode", "episode": 1}, "season >= 0"),
+        ({"kind": "season", "season": 1, "episode": 2}, "no episode"),
+    ],
+)
+def test_scrape_query_refuses_incoherent_queries(kwargs: dict[str, object], why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        ScrapeQuery(**kwargs)  # type: ignore[arg-type]
+
+
+def test_scrape_query_describes_itself_for_logs() -> None:
+    assert QUERY.describe() == "tt0903747 S01E01"
+    assert ScrapeQuery.for_season(2, tmdb_id=1396).describe() == "tmdb:1396 S02"
+    assert ScrapeQuery.for_movie(title="Heat", year=1995).describe() == "'Heat' (1995)"
+
+
+def test_scraped_release_checks_its_infohash_and_sources() -> None:
+    with pytest.raises(ValueError, match="40 hex"):
+        ScrapedRelease("abc", "t", "s")
+    with pytest.raises(ValueError, match="lower case"):
+        ScrapedRelease("A" * 40, "t", "s")
+    with pytest.raises(ValueError, match="start with source"):
+        ScrapedRelease(H1, "t", "s", sources=("other",))
+    assert ScrapedRelease(H1, "t", "s").sources == ("s",)
+
+
+def test_infohash_forms() -> None:
+    hex_hash = "8c3a9f0e1d2b4c5d6e7f8091a2b3c4d5e6f70812"
+    base32 = base64.b32encode(bytes.fromhex(hex_hash)).decode()
+    assert normalize_infohash(hex_hash.upper()) == hex_hash
+    assert normalize_infohash(base32.lower()) == hex_hash
+    with pytest.raises(ParseError):
+        normalize_infohash("xyz")
+    assert infohash_from_magnet(f"magnet:?dn=a&xt=urn:btih:{base32}") == hex_hash
+    assert infohash_from_magnet("magnet:?xt=urn:btmh:1220abcd") is None
+    assert infohash_from_magnet("http://example/") is None
+
+
+@given(st.text(max_size=200))
+def test_infohash_helpers_raise_only_parse_error(text: str) -> None:
+    with contextlib.suppress(ParseError):
+        normalize_infohash(text)
+    infohash_from_magnet(text)
+    infohash_from_magnet("magnet:?xt=" + text)

@@ -299,6 +299,9 @@ async def test_caps_go_through_the_clients_cache_namespace(env: SimEnv) -> None:
     caps_calls = [r for r in env.cluster.torznab.requests if "t=caps" in r.query]
     assert len(caps_calls) == 1
     assert client.stats().cache.hits == 1
+    await second.refresh_caps()  # past the cache
+    assert len([r for r in env.cluster.torznab.requests if "t=caps" in r.query]) == 2
+    assert second.caps()
 
 
 async def test_concurrent_first_scrapes_share_the_caps_request(env: SimEnv) -> None:

@@ -398,14 +398,17 @@ class TorznabScraper:
 
     async def start(self) -> None:
         """Fetch every indexer's caps now; a failure is logged and retried on first use."""
-        async with asyncio.TaskGroup() as group:
-            for feed in self._feeds:
-                group.create_task(self._caps_logged(feed))
+        await self._fetch_all_caps(refresh=False)
 
     async def refresh_caps(self) -> None:
-        """Forget the caps and fetch them again (an indexer was reconfigured)."""
+        """Forget the caps and fetch them afresh, past the cache (an indexer changed)."""
         self._caps.clear()
-        await self.start()
+        await self._fetch_all_caps(refresh=True)
+
+    async def _fetch_all_caps(self, *, refresh: bool) -> None:
+        async with asyncio.TaskGroup() as group:
+            for feed in self._feeds:
+                group.create_task(self._caps_logged(feed, refresh))
 
     async def scrape(self, query: ScrapeQuery) -> ScrapeResult:
         outcomes: list[list[ScrapedRelease] | UpstreamError | ParseError] = [
@@ -431,9 +434,9 @@ class TorznabScraper:
             soft = f"{self.name}: {len(errors)} of {len(outcomes)} indexers failed: {errors[0]}"
         return ScrapeResult(merge_releases(found), soft_failure=soft)
 
-    async def _caps_logged(self, feed: _Feed) -> None:
+    async def _caps_logged(self, feed: _Feed, refresh: bool) -> None:
         try:
-            await self._caps_for(feed)
+            await self._caps_for(feed, refresh=refresh)
         except (UpstreamError, ParseError) as exc:
             log.warning(
                 "%s: caps of %s unavailable, will retry on first search: %s",
@@ -443,13 +446,16 @@ class TorznabScraper:
                 extra={"action": "torznab_caps", "scraper": self.name, "indexer": feed.label},
             )
 
-    async def _caps_for(self, feed: _Feed) -> Caps:
+    async def _caps_for(self, feed: _Feed, *, refresh: bool = False) -> Caps:
         known = self._caps.get(feed.label)
-        if known is not None:
+        if known is not None and not refresh:
             return known
         # Concurrent first searches share one request: the client coalesces equal GETs.
         response = await self._client.get(
-            feed.path, params={"t": "caps"}, cache_namespace=CAPS_NAMESPACE
+            feed.path,
+            params={"t": "caps"},
+            cache_namespace=CAPS_NAMESPACE,
+            bypass_cache=refresh,
         )
         root = self._root(response)
         reply = error_reply(root)
