@@ -12,13 +12,19 @@ import aiohttp
 import pytest
 from hypothesis import given, strategies as st
 
-from riven_async.errors import RateLimited, UpstreamError, UpstreamPayloadError
+from riven_async.errors import (
+    RateLimited,
+    UpstreamError,
+    UpstreamPayloadError,
+    UpstreamUnavailable,
+)
 from riven_async.services.scrapers import ParseError, ScrapeQuery
 from riven_async.services.scrapers.stremio import (
     StreamText,
     StremioScraper,
     infohash_from_url,
     is_cached_name,
+    masked_error,
     parse_stream_text,
     stremio_id,
 )
@@ -445,3 +451,39 @@ async def test_scraper_needs_an_imdb_id(env: SimEnv) -> None:
     assert scraper.supports(ScrapeQuery.for_movie(imdb_id="tt1"))
     assert not scraper.supports(ScrapeQuery.for_movie(title="Only a title"))
     assert scraper.blocked_for() == 0.0
+
+
+async def test_a_config_segment_with_a_key_never_reaches_an_error(env: SimEnv) -> None:
+    key = "UNREGISTERED-debrid-key-0042"  # configured nowhere else, so no scrubber knows it
+    config = encode_config({"debridService": "realdebrid", "debridApiKey": key})
+    comet = env.client("comet", base_url=f"{env.cluster.comet.base_url}/{config}")
+    torrentio = env.client(
+        "torrentio", base_url=f"{env.cluster.torrentio.base_url}/realdebrid={key}"
+    )
+    env.cluster.comet.faults.set(error_rate=1.0)
+    env.cluster.torrentio.faults.set(malformed_rate=1.0)
+    for scraper, kind in (
+        (StremioScraper(comet), UpstreamError),
+        (StremioScraper(torrentio), UpstreamPayloadError),
+    ):
+        with pytest.raises(kind) as caught:
+            await scraper.scrape(ScrapeQuery.for_movie(imdb_id="tt0000001"))
+        error = caught.value
+        text = f"{error} {error.url} {error.reason} {error!r}"
+        assert key not in text
+        assert config not in text
+        assert "/***/stream/movie/tt0000001.json" in error.url
+
+
+def test_masked_error_keeps_type_and_fields() -> None:
+    limited = RateLimited("comet", "http://h/SECRET/x", 12.5, body=b"b")
+    masked = masked_error(limited, ("SECRET",))
+    assert isinstance(masked, RateLimited)
+    assert (masked.url, masked.retry_after_s, masked.body) == ("http://h/***/x", 12.5, b"b")
+    down = UpstreamUnavailable(
+        "comet", None, "http://h/SECRET/x", "SECRET timed out", retry_after_s=3
+    )
+    masked_down = masked_error(down, ("SECRET",))
+    assert type(masked_down) is UpstreamUnavailable
+    assert (masked_down.reason, masked_down.retry_after_s) == ("*** timed out", 3)
+    assert "SECRET" not in str(masked_down)

@@ -12,9 +12,10 @@ from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from yarl import URL
 
 from riven_async.core.http import HttpClient
-from riven_async.errors import UpstreamPayloadError
+from riven_async.errors import RateLimited, UpstreamError, UpstreamPayloadError
 from riven_async.services.scrapers import (
     ParseError,
     ScrapedRelease,
@@ -228,6 +229,7 @@ class StremioScraper:
         self._client = client
         self.name = name or client.name
         self._rate_limit_pause_s = rate_limit_pause_s
+        self._config_forms = _config_forms(client.policy.base_url)
 
     def __repr__(self) -> str:
         return f"<StremioScraper {self.name}>"
@@ -242,6 +244,16 @@ class StremioScraper:
         return client_saturated(self._client)
 
     async def scrape(self, query: ScrapeQuery) -> ScrapeResult:
+        try:
+            return await self._scrape(query)
+        except UpstreamError as exc:
+            if not self._config_forms:
+                raise
+            # The config segment may hold a debrid key (Comet's as base64, which no
+            # scrubber recognises): no error may carry it.
+            raise masked_error(exc, self._config_forms) from None
+
+    async def _scrape(self, query: ScrapeQuery) -> ScrapeResult:
         kind, ident = stremio_id(query)
         response = await self._client.get(f"stream/{kind}/{ident}.json")
         body = response.json()
@@ -324,6 +336,39 @@ class StremioScraper:
             extra={"action": "scrape_notice", "scraper": self.name},
         )
         return ScrapeResult((), soft_failure=f"{self.name}: {reason}")
+
+
+def _config_forms(base_url: str) -> tuple[str, ...]:
+    """The addon's config segment(s) after the origin, as written and as URL-encoded."""
+    try:
+        url = URL(base_url.rstrip("/"))
+    except ValueError:
+        return ()
+    forms = {url.path.strip("/"), url.raw_path.strip("/")}
+    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
+
+
+def masked_error(exc: UpstreamError, secrets: tuple[str, ...]) -> UpstreamError:
+    """The same error (same type and fields) with every ``secrets`` string masked."""
+
+    def mask(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    if isinstance(exc, RateLimited):
+        return RateLimited(
+            exc.service, mask(exc.url), exc.retry_after_s, method=exc.method, body=exc.body
+        )
+    return type(exc)(
+        exc.service,
+        exc.status,
+        mask(exc.url),
+        mask(exc.reason),
+        method=exc.method,
+        retry_after_s=exc.retry_after_s,
+        body=exc.body,
+    )
 
 
 def _is_notice(stream: _Stream) -> bool:
