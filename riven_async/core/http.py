@@ -512,7 +512,7 @@ class HttpClient:
     ) -> Response | float:
         self._in_flight += 1
         try:
-            response = await self._transmit(call)
+            response = await self._transmit(call, slot)
         except aiohttp.ClientConnectorError as exc:
             # The connection never opened, so the upstream never saw this request.
             self._limiter.refund(slot)
@@ -580,7 +580,7 @@ class HttpClient:
         self._breaker.success(ticket)
         return response
 
-    async def _transmit(self, call: _Call) -> Response:
+    async def _transmit(self, call: _Call, slot: Slot) -> Response:
         session = self._session_now()
         url = call.url
         auth = self.policy.auth
@@ -595,6 +595,9 @@ class HttpClient:
         async with session.request(
             call.method, url, headers=dict(call.headers), data=call.body, timeout=timeout
         ) as raw:
+            # The upstream has the request once its answer starts: the window place need
+            # not wait for the body.
+            self._limiter.release(slot)
             body = await self._read(raw, call)
             status = raw.status
             headers = raw.headers
