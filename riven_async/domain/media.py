@@ -135,8 +135,24 @@ class MovieRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckSchedule:
+    """When a show or movie was indexed and is checked next (``status``: shows only)."""
+
+    status: ShowStatus | None
+    status_checked_at: datetime | None
+    next_check_at: datetime | None
+    check_priority: int = 0
+    last_air_at: datetime | None = None
+    next_air_at: datetime | None = None
+    air_timezone: str | None = None
+
+
+NO_IDS = ExternalIds()
+
+
+@dataclass(frozen=True, slots=True)
 class MediaItem:
-    """One stored item (any kind); show-only fields are None elsewhere."""
+    """One stored item (any kind). Seasons and episodes have no ids and no ``schedule``."""
 
     id: ItemId
     kind: MediaKind
@@ -145,7 +161,7 @@ class MediaItem:
     state_changed_at: datetime
     created_at: datetime
     updated_at: datetime
-    ids: ExternalIds
+    ids: ExternalIds = NO_IDS
     show_id: ItemId | None = None
     season_number: int | None = None
     episode_number: int | None = None
@@ -155,15 +171,9 @@ class MediaItem:
     aired_at: datetime | None = None
     air_date: date | None = None
     fingerprint: str | None = None
-    status: ShowStatus | None = None
-    last_air_at: datetime | None = None
-    next_air_at: datetime | None = None
-    status_checked_at: datetime | None = None
-    next_check_at: datetime | None = None
-    check_priority: int = 0
-    air_timezone: str | None = None
     scraped_at: datetime | None = None
     scrape_count: int = 0
+    schedule: CheckSchedule | None = None
 
 
 @dataclass(frozen=True, slots=True)
