@@ -1,0 +1,101 @@
+-- Reading items: by id or external id, a whole tree, keyset pages, title search.
+-- Pages are keyset-paginated (never OFFSET): each takes the last row's sort key.
+
+-- name: get_many
+-- Items by id.
+-- $1 ids bigint[]
+SELECT * FROM items WHERE id = ANY ($1::bigint[]) ORDER BY id;
+
+-- name: find_roots
+-- Movies or shows that any of the given external ids names.
+-- $1 kind media_kind, $2 tmdb integer, $3 tvdb integer, $4 imdb text, $5 tvmaze integer
+SELECT * FROM items
+WHERE kind = $1::media_kind
+  AND (tmdb_id = $2::integer OR tvdb_id = $3::integer OR imdb_id = $4::text
+       OR tvmaze_id = $5::integer)
+ORDER BY id;
+
+-- name: tree
+-- One item with everything below it, each node with its best non-blacklisted releases.
+-- $1 id bigint, $2 releases_per_item integer
+WITH root AS (
+    SELECT * FROM items WHERE id = $1::bigint
+), nodes AS (
+    -- The root, then a show's seasons and episodes or a season's episodes (tree index).
+    SELECT r.* FROM root r
+    UNION ALL
+    SELECT c.* FROM root r JOIN items c ON r.kind = 'show' AND c.show_id = r.id
+    UNION ALL
+    SELECT c.* FROM root r
+    JOIN items c ON r.kind = 'season' AND c.show_id = r.show_id
+                AND c.season_number = r.season_number AND c.kind = 'episode'
+)
+SELECT n.*, best.*
+FROM nodes n
+-- Each node's releases as parallel arrays: half the server time of one jsonb document
+-- per node, and asyncpg decodes arrays natively. (A composite array cannot be decoded
+-- once jsonb has a text codec, and cached_on is joined because arrays must be regular.)
+LEFT JOIN LATERAL (
+    SELECT array_agg(b.id) AS release_ids, array_agg(b.infohash) AS release_infohashes,
+           array_agg(b.raw_title) AS release_titles, array_agg(b.rank) AS release_ranks,
+           array_agg(b.scraper) AS release_scrapers, array_agg(b.parsed) AS release_parsed,
+           array_agg(b.size_bytes) AS release_sizes, array_agg(b.seeders) AS release_seeders,
+           array_agg(array_to_string(b.cached_on, ',')) AS release_cached_on,
+           array_agg(b.found_at) AS release_found_at, array_agg(b.seen_at) AS release_seen_at
+    FROM (SELECT r.* FROM releases r
+          WHERE r.item_id = n.id
+            AND NOT EXISTS (SELECT 1 FROM release_blacklist x
+                            WHERE x.item_id = r.item_id AND x.infohash = r.infohash)
+          ORDER BY r.rank DESC, r.id
+          LIMIT $2::integer) AS b
+) AS best ON true
+ORDER BY n.id = $1::bigint DESC, n.season_number NULLS FIRST, n.episode_number NULLS FIRST;
+
+-- name: page
+-- Items in id order after id $1.
+-- $1 after_id bigint, $2 limit integer
+SELECT * FROM items WHERE id > $1::bigint ORDER BY id LIMIT $2::integer;
+
+-- name: page_by_kind
+-- Movies, shows or seasons (one kind) in id order after id $2.
+-- $1 kind media_kind, $2 after_id bigint, $3 limit integer
+SELECT * FROM items
+WHERE kind = $1::media_kind AND kind <> 'episode' AND id > $2::bigint
+ORDER BY id
+LIMIT $3::integer;
+
+-- name: page_episodes
+-- Episodes in id order after id $1 (most rows are episodes: the primary key serves).
+-- $1 after_id bigint, $2 limit integer
+SELECT * FROM items
+WHERE kind = 'episode' AND id > $1::bigint
+ORDER BY id
+LIMIT $2::integer;
+
+-- name: page_by_state
+-- Items in one state (of the kinds $2), longest in it first, after the cursor ($3, $4).
+-- $1 state item_state, $2 kinds media_kind[], $3 after_changed_at timestamptz, $4 after_id bigint, $5 limit integer
+SELECT * FROM items
+WHERE state = $1::item_state AND kind = ANY ($2::media_kind[])
+  AND (state_changed_at, id) > ($3::timestamptz, $4::bigint)
+ORDER BY state_changed_at, id
+LIMIT $5::integer;
+
+-- name: search_page
+-- Movies and shows whose title contains $1 (any case), filtered, in id order after id $4.
+-- $1 text text, $2 kinds media_kind[], $3 states item_state[], $4 after_id bigint, $5 limit integer
+SELECT * FROM items
+WHERE kind IN ('movie', 'show')
+  AND title ILIKE '%' || replace(replace(replace($1::text, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+  AND kind = ANY ($2::media_kind[]) AND state = ANY ($3::item_state[]) AND id > $4::bigint
+ORDER BY id
+LIMIT $5::integer;
+
+-- name: search_titles
+-- Movies and shows ranked by how well a word sequence of their title matches $1 (trigrams).
+-- $1 text text, $2 limit integer
+SELECT *, word_similarity($1::text, title) AS score
+FROM items
+WHERE kind IN ('movie', 'show') AND $1::text <% title
+ORDER BY score DESC, id
+LIMIT $2::integer;

@@ -1,0 +1,79 @@
+-- Torrents in debrid accounts: reserved before the add, so no torrent is added twice.
+
+-- name: reserve
+-- The live download of (service, infohash), reserved ('adding') for item $1 if there is none.
+-- $1 item_id bigint, $2 service text, $3 infohash text
+WITH created AS (
+    -- A concurrent reservation that wins leaves nothing here and is not visible below
+    -- (same snapshot): the repository asks again in a new statement.
+    INSERT INTO downloads (item_id, service, infohash)
+    VALUES ($1::bigint, $2::text, $3::text)
+    ON CONFLICT (service, infohash) WHERE status IN ('adding', 'downloading', 'ready')
+    DO NOTHING
+    RETURNING *
+)
+SELECT c.*, true AS created FROM created c
+UNION ALL
+SELECT d.*, false FROM downloads d
+WHERE d.service = $2::text AND d.infohash = $3::text
+  AND d.status IN ('adding', 'downloading', 'ready')
+  AND NOT EXISTS (SELECT 1 FROM created);
+
+-- name: mark_added
+-- The service accepted the torrent: remember its id and the files chosen in it.
+-- $1 id bigint, $2 torrent_id text, $3 selected_files jsonb
+UPDATE downloads
+SET status = 'downloading', torrent_id = $2::text, selected_files = $3::jsonb,
+    updated_at = now(), error = NULL
+WHERE id = $1::bigint AND status IN ('adding', 'downloading')
+RETURNING *;
+
+-- name: mark_ready
+-- The service has the files: the download is ready to link.
+-- $1 id bigint
+UPDATE downloads
+SET status = 'ready', ready_at = now(), updated_at = now(), error = NULL
+WHERE id = $1::bigint AND status IN ('adding', 'downloading', 'ready')
+RETURNING *;
+
+-- name: mark_failed
+-- The add failed (not cached, 451, stuck): free the (service, infohash) slot, keep the reason.
+-- $1 id bigint, $2 error text
+UPDATE downloads
+SET status = 'failed', error = $2::text, updated_at = now()
+WHERE id = $1::bigint AND status IN ('adding', 'downloading', 'ready')
+RETURNING *;
+
+-- name: mark_removed
+-- The torrents were deleted from their accounts.
+-- $1 ids bigint[]
+UPDATE downloads SET status = 'removed', updated_at = now()
+WHERE id = ANY ($1::bigint[]) AND status <> 'removed'
+RETURNING id;
+
+-- name: get_many
+-- Downloads by id.
+-- $1 ids bigint[]
+SELECT * FROM downloads WHERE id = ANY ($1::bigint[]) ORDER BY id;
+
+-- name: for_items
+-- The downloads made for some items, newest first.
+-- $1 item_ids bigint[]
+SELECT * FROM downloads WHERE item_id = ANY ($1::bigint[]) ORDER BY item_id, id DESC;
+
+-- name: live_for_infohashes
+-- The live downloads of a service among these torrents (to reuse one already in the account).
+-- $1 service text, $2 infohashes text[]
+SELECT * FROM downloads
+WHERE service = $1::text AND infohash = ANY ($2::text[])
+  AND status IN ('adding', 'downloading', 'ready')
+ORDER BY id;
+
+-- name: waiting
+-- Downloads of a service still adding or downloading, untouched since $2, oldest first.
+-- $1 service text, $2 before timestamptz, $3 limit integer
+SELECT * FROM downloads
+WHERE service = $1::text AND status IN ('adding', 'downloading')
+  AND updated_at < $2::timestamptz
+ORDER BY updated_at
+LIMIT $3::integer;

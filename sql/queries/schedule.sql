@@ -1,0 +1,127 @@
+-- When shows and movies are checked again, and when aired episodes and movies become work.
+-- All due times are the daemon's clock ($now), so a scaled clock works end to end.
+
+-- name: reschedule_many
+-- Set when shows or movies are next checked and their order among those due; returns the ids changed.
+-- $1 ids bigint[], $2 next_check_at timestamptz[], $3 priorities smallint[]
+UPDATE items i
+SET next_check_at = n.next_check_at, check_priority = n.priority
+FROM unnest($1::bigint[], $2::timestamptz[], $3::smallint[]) AS n(id, next_check_at, priority)
+WHERE i.id = n.id AND i.kind IN ('movie', 'show')
+  AND (i.next_check_at, i.check_priority) IS DISTINCT FROM (n.next_check_at, n.priority)
+RETURNING i.id;
+
+-- name: check_now
+-- Make shows or movies due at $2 (unless due sooner) with at least priority $3; wakes the scheduler.
+-- $1 ids bigint[], $2 now timestamptz, $3 priority smallint
+WITH targets AS (
+    SELECT id FROM items WHERE id = ANY ($1::bigint[]) AND kind IN ('movie', 'show')
+), made_due AS (
+    UPDATE items i
+    SET next_check_at = LEAST(COALESCE(i.next_check_at, $2::timestamptz), $2::timestamptz),
+        check_priority = GREATEST(i.check_priority, $3::smallint)
+    FROM targets t
+    WHERE i.id = t.id
+      AND (i.next_check_at IS NULL OR i.next_check_at > $2::timestamptz
+           OR i.check_priority < $3::smallint)
+)
+SELECT id FROM targets;
+
+-- name: check_now_by_external_ids
+-- Make the tracked titles these ids name due at $6; returns each input's item (NULL: not tracked).
+-- $1 kinds media_kind[], $2 tmdb integer[], $3 tvdb integer[], $4 imdb text[], $5 tvmaze integer[], $6 now timestamptz, $7 priority smallint
+WITH input AS (
+    SELECT * FROM unnest($1::media_kind[], $2::integer[], $3::integer[], $4::text[],
+                         $5::integer[])
+        WITH ORDINALITY AS r(kind, tmdb_id, tvdb_id, imdb_id, tvmaze_id, ord)
+), matched AS (
+    SELECT r.ord,
+        (SELECT i.id FROM items i
+         WHERE i.kind = r.kind
+           AND (i.tmdb_id = r.tmdb_id OR i.tvdb_id = r.tvdb_id OR i.imdb_id = r.imdb_id
+                OR i.tvmaze_id = r.tvmaze_id)
+         ORDER BY i.id LIMIT 1) AS item_id
+    FROM input r
+), made_due AS (
+    UPDATE items i
+    SET next_check_at = LEAST(COALESCE(i.next_check_at, $6::timestamptz), $6::timestamptz),
+        check_priority = GREATEST(i.check_priority, $7::smallint)
+    WHERE i.id IN (SELECT item_id FROM matched)
+      AND (i.next_check_at IS NULL OR i.next_check_at > $6::timestamptz
+           OR i.check_priority < $7::smallint)
+)
+SELECT ord, item_id FROM matched ORDER BY ord;
+
+-- name: enqueue_due_checks
+-- Turn up to $2 due checks into index jobs; each next check moves to $3, a safety net the indexer replaces.
+-- $1 now timestamptz, $2 limit integer, $3 fallback_at timestamptz
+WITH due AS (
+    -- Rows locked by another scheduler pass are skipped, never checked twice.
+    SELECT id, check_priority FROM items
+    WHERE next_check_at <= $1::timestamptz
+    ORDER BY check_priority DESC, next_check_at, id
+    LIMIT $2::integer
+    FOR UPDATE SKIP LOCKED
+), pushed AS (
+    UPDATE items i SET next_check_at = $3::timestamptz, check_priority = 0
+    FROM due d
+    WHERE i.id = d.id
+    RETURNING i.id
+), queued AS (
+    INSERT INTO jobs AS j (kind, item_id, dedupe_key, run_at, priority)
+    SELECT 'index', d.id, 'index:' || d.id, $1::timestamptz, d.check_priority
+    FROM due d
+    ORDER BY 'index:' || d.id
+    ON CONFLICT (dedupe_key) WHERE status <> 'failed' DO UPDATE SET
+        run_at = CASE WHEN j.status = 'queued' AND j.run_at < 'infinity'
+                      THEN LEAST(j.run_at, EXCLUDED.run_at) ELSE j.run_at END,
+        rerun_at = CASE WHEN j.status = 'running'
+                        THEN LEAST(COALESCE(j.rerun_at, EXCLUDED.run_at), EXCLUDED.run_at)
+                        ELSE j.rerun_at END,
+        priority = GREATEST(j.priority, EXCLUDED.priority)
+    RETURNING j.id
+)
+SELECT (SELECT count(*) FROM pushed) AS checks, (SELECT count(*) FROM queued) AS jobs;
+
+-- name: next_check_at
+-- The earliest scheduled check (NULL if none), for the scheduler's sleep.
+SELECT min(next_check_at) FROM items WHERE next_check_at IS NOT NULL;
+
+-- name: release_due
+-- Movies and episodes whose air time plus $2 s has passed become indexed, each with a scrape job.
+-- $1 now timestamptz, $2 delay_s float8, $3 limit integer, $4 priority smallint
+WITH aired AS (
+    -- Read through items_state_page: the unreleased rows are few outside an import, and
+    -- during one nearly all of them are due (no index on aired_at, see 0002_items.sql).
+    SELECT id FROM items
+    WHERE state = 'unreleased'
+      AND aired_at <= $1::timestamptz - make_interval(secs => $2::float8)
+    ORDER BY state_changed_at, id
+    LIMIT $3::integer
+    FOR UPDATE SKIP LOCKED
+), released AS (
+    UPDATE items i SET state = 'indexed', state_changed_at = now(), updated_at = now()
+    FROM aired a
+    WHERE i.id = a.id
+    RETURNING i.id, i.show_id
+), queued AS (
+    INSERT INTO jobs AS j (kind, item_id, dedupe_key, run_at, priority)
+    SELECT 'scrape', r.id, 'scrape:' || r.id, $1::timestamptz, $4::smallint
+    FROM released r
+    ORDER BY 'scrape:' || r.id
+    ON CONFLICT (dedupe_key) WHERE status <> 'failed' DO UPDATE SET
+        run_at = CASE WHEN j.status = 'queued' AND j.run_at < 'infinity'
+                      THEN LEAST(j.run_at, EXCLUDED.run_at) ELSE j.run_at END,
+        rerun_at = CASE WHEN j.status = 'running'
+                        THEN LEAST(COALESCE(j.rerun_at, EXCLUDED.run_at), EXCLUDED.run_at)
+                        ELSE j.rerun_at END,
+        priority = GREATEST(j.priority, EXCLUDED.priority)
+)
+SELECT id, show_id FROM released;
+
+-- name: next_release_at
+-- When the next unreleased movie or episode becomes due (air time plus $1 s), NULL if none.
+-- $1 delay_s float8
+SELECT min(aired_at) + make_interval(secs => $1::float8)
+FROM items
+WHERE state = 'unreleased';

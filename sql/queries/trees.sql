@@ -1,0 +1,26 @@
+-- What the indexer writes: whole show trees, movies, and the identity of requested titles.
+
+-- name: upsert_show_trees
+-- Upsert whole show trees (shows, seasons, episodes) in one round trip; unchanged rows are not written.
+-- $1 now timestamptz, $2..$13 show columns, $14..$18 season columns, $19..$24 episode columns
+SELECT show_id, tmdb_id, created, children_inserted, children_updated
+FROM riven_upsert_show_trees(
+    $1::timestamptz,
+    $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[],
+    $8::show_status[], $9::float8[], $10::float8[], $11::float8[], $12::text[], $13::text[],
+    $14::bigint[], $15::bigint[], $16::text[], $17::date[], $18::text[],
+    $19::bigint[], $20::bigint[], $21::bigint[], $22::text[], $23::float8[], $24::date[]
+);
+
+-- name: upsert_movies
+-- Insert or update movies by tmdb id; a bare request becomes unreleased until release_due.
+-- $1 now timestamptz, $2 tmdb bigint[], $3 tvdb bigint[], $4 imdb text[], $5 titles text[], $6 years bigint[], $7 released_at float8[], $8 release_date date[], $9 next_check_at float8[], $10 fingerprints text[]
+SELECT item_id, tmdb_id, created
+FROM riven_upsert_movies($1::timestamptz, $2::bigint[], $3::bigint[], $4::text[], $5::text[],
+                         $6::bigint[], $7::float8[], $8::date[], $9::float8[], $10::text[]);
+
+-- name: adopt_identity
+-- Make one row the title the ids name, merging bare requests for it; returns its id or NULL.
+-- $1 item bigint, $2 kind media_kind, $3 tmdb integer, $4 tvdb integer, $5 imdb text, $6 tvmaze integer
+SELECT riven_adopt_identity($1::bigint, $2::media_kind, $3::integer, $4::integer, $5::text,
+                            $6::integer);
