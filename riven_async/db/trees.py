@@ -58,6 +58,7 @@ class TreesRepo(Repository):
         self._upsert_show_trees = self._sql("upsert_show_trees")
         self._upsert_movies = self._sql("upsert_movies")
         self._adopt_identity = self._sql("adopt_identity")
+        self._existing_shows = self._sql("existing_shows")
 
     async def upsert_show_trees(self, trees: Sequence[ShowTree]) -> list[ShowUpsertResult]:
         """Upsert show trees, whatever their size, in one round trip; results in input order.
@@ -76,10 +77,11 @@ class TreesRepo(Repository):
     async def import_show_trees(self, trees: Sequence[ShowTree]) -> list[ShowUpsertResult]:
         """``upsert_show_trees`` for large batches (an import): same result, less CPU.
 
-        In one transaction: upsert the show rows, COPY the children of the shows that call
-        created (nobody else can have written any), then upsert the other shows' trees the
-        usual way. Four or five round trips per call, whatever the batch size. Needs a pool
-        or a connection; any other executor gets ``upsert_show_trees``.
+        Shows that exist already go through ``upsert_show_trees``. New ones, in one
+        transaction: upsert their rows, then COPY the children of those this call created
+        (nobody else can have written any); one that another writer created meanwhile takes
+        the usual path. Two to six round trips per call, whatever the batch size. Needs a
+        pool or a connection; any other executor gets ``upsert_show_trees``.
         """
         executor = self._executor
         if isinstance(executor, asyncpg.Pool):
@@ -97,32 +99,34 @@ class TreesRepo(Repository):
         if not ordered:
             return []
         now = self._now()
-        async with conn.transaction():
-            shows = await conn.fetch(self._upsert_show_trees, now, *_show_arrays(ordered),
-                                     *_NO_CHILDREN)
-            created = {r["tmdb_id"]: r["show_id"] for r in shows if r["created"]}
-            records = [
-                row for tree in ordered if tree.ids.tmdb in created
-                for row in _child_records(created[tree.ids.tmdb], tree)
-            ]
-            if records:
-                await conn.copy_records_to_table("items", records=records,
-                                                 columns=_COPY_COLUMNS)
-            existing = [t for t in ordered if t.ids.tmdb not in created]
-            results = {r["tmdb_id"]: r for r in shows}
-            if existing:
-                rows = await conn.fetch(self._upsert_show_trees, now,
-                                        *_show_arrays(existing), *_child_arrays(existing))
-                results.update({r["tmdb_id"]: r for r in rows})
-        inserted = {t.ids.tmdb: len(t.seasons) + t.episode_count for t in ordered
-                    if t.ids.tmdb in created}
-        return [
-            ShowUpsertResult(ItemId(results[t.ids.tmdb]["show_id"]), TmdbId(t.ids.tmdb),
-                             t.ids.tmdb in created,
-                             inserted.get(t.ids.tmdb, results[t.ids.tmdb]["children_inserted"]),
-                             results[t.ids.tmdb]["children_updated"])
-            for t in trees if t.ids.tmdb is not None
-        ]
+        known = {r["tmdb_id"] for r in await conn.fetch(
+            self._existing_shows, [t.ids.tmdb for t in ordered])}
+        results: dict[int, ShowUpsertResult] = {}
+        later = [t for t in ordered if t.ids.tmdb in known]
+        fresh = [t for t in ordered if t.ids.tmdb not in known]
+        if fresh:
+            async with conn.transaction():
+                shows = await conn.fetch(self._upsert_show_trees, now, *_show_arrays(fresh),
+                                         *_NO_CHILDREN)
+                created = {r["tmdb_id"]: r["show_id"] for r in shows if r["created"]}
+                records = [row for t in fresh if t.ids.tmdb in created
+                           for row in _child_records(created[t.ids.tmdb], t)]
+                if records:
+                    await conn.copy_records_to_table("items", records=records,
+                                                     columns=_COPY_COLUMNS)
+            for tree in fresh:
+                tmdb = _tmdb(tree)
+                if tmdb in created:
+                    results[tmdb] = ShowUpsertResult(
+                        ItemId(created[tmdb]), TmdbId(tmdb), True,
+                        len(tree.seasons) + tree.episode_count, 0)
+                else:
+                    later.append(tree)
+        if later:
+            rows = await conn.fetch(self._upsert_show_trees, now, *_show_arrays(later),
+                                    *_child_arrays(later))
+            results.update((r.tmdb_id, r) for r in _in_input_order(later, rows))
+        return [results[t.ids.tmdb] for t in trees if t.ids.tmdb is not None]
 
     async def upsert_movies(self, movies: Sequence[MovieRecord]) -> list[MovieUpsertResult]:
         """Insert or update movies by tmdb id, in one round trip; results in input order."""
@@ -158,6 +162,12 @@ class TreesRepo(Repository):
         except asyncpg.UniqueViolationError as exc:
             raise IdentityConflict(str(exc)) from exc
         return None if found is None else ItemId(found)
+
+
+def _tmdb(tree: ShowTree) -> int:
+    """The tree's tmdb id (ShowTree refuses to exist without one)."""
+    assert tree.ids.tmdb is not None
+    return tree.ids.tmdb
 
 
 def _checked(trees: Sequence[ShowTree]) -> list[ShowTree]:

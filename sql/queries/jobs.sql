@@ -42,10 +42,12 @@ RETURNING j.*;
 
 -- name: complete
 -- Finish a job this process holds and queue its follow-ups atomically; 0 if the claim was lost.
+-- (A claim implies status 'running' by constraint; saying so would steer the planner to
+-- jobs_running, which holds every claim of this process, instead of the primary key.)
 -- $1 id bigint, $2 claimed_by uuid, $3 kinds job_kind[], $4 item_ids bigint[], $5 dedupe_keys text[], $6 run_at timestamptz[], $7 priorities smallint[], $8 max_attempts integer[], $9 payloads jsonb[]
 WITH done AS (
     DELETE FROM jobs
-    WHERE id = $1::bigint AND claimed_by = $2::uuid AND status = 'running'
+    WHERE id = $1::bigint AND claimed_by = $2::uuid
     RETURNING kind, item_id, dedupe_key, rerun_at, priority, max_attempts, payload
 ), rerun AS (
     -- Its key was queued again while it ran: run it once more, as a fresh row.
@@ -76,7 +78,7 @@ SELECT count(*) FROM done;
 -- $1 ids bigint[], $2 claimed_by uuid
 WITH done AS (
     DELETE FROM jobs
-    WHERE id = ANY ($1::bigint[]) AND claimed_by = $2::uuid AND status = 'running'
+    WHERE id = ANY ($1::bigint[]) AND claimed_by = $2::uuid
     RETURNING id, kind, item_id, dedupe_key, rerun_at, priority, max_attempts, payload
 ), rerun AS (
     INSERT INTO jobs (kind, item_id, dedupe_key, run_at, priority, max_attempts, payload)
@@ -95,7 +97,7 @@ WITH failed AS (
         run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE $4::timestamptz END,
         finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
         claimed_by = NULL, claimed_at = NULL, rerun_at = NULL, last_error = $3::text
-    WHERE id = $1::bigint AND claimed_by = $2::uuid AND status = 'running'
+    WHERE id = $1::bigint AND claimed_by = $2::uuid
     RETURNING item_id, status, attempts, run_at
 ), item_failed AS (
     -- An exhausted job fails its item, which remembers its state for a retry.
@@ -114,7 +116,7 @@ UPDATE jobs
 SET status = 'queued', run_at = LEAST($3::timestamptz, COALESCE(rerun_at, $3::timestamptz)),
     rerun_at = NULL, attempts = 0, claimed_by = NULL, claimed_at = NULL,
     payload = COALESCE($4::jsonb, payload)
-WHERE id = $1::bigint AND claimed_by = $2::uuid AND status = 'running'
+WHERE id = $1::bigint AND claimed_by = $2::uuid
 RETURNING run_at;
 
 -- name: release_own

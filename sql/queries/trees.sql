@@ -24,3 +24,8 @@ FROM riven_upsert_movies($1::timestamptz, $2::bigint[], $3::bigint[], $4::text[]
 -- $1 item bigint, $2 kind media_kind, $3 tmdb integer, $4 tvdb integer, $5 imdb text, $6 tvmaze integer
 SELECT riven_adopt_identity($1::bigint, $2::media_kind, $3::integer, $4::integer, $5::text,
                             $6::integer);
+
+-- name: existing_shows
+-- Which of these tmdb ids are shows already (a plain read: import_show_trees picks its path).
+-- $1 tmdb_ids integer[]
+SELECT tmdb_id FROM items WHERE kind = 'show' AND tmdb_id = ANY ($1::integer[]);
