@@ -43,18 +43,13 @@ RETURNING j.*;
 -- name: complete
 -- Finish a job this process holds and queue its follow-ups atomically; 0 if the claim was lost.
 -- (A claim implies status 'running' by constraint; saying so would steer the planner to
--- jobs_running, which holds every claim of this process, instead of the primary key.)
+-- jobs_running, which holds every claim of this process, instead of the primary key. A
+-- key queued again while the job ran is queued anew by the jobs_rerun_on_delete trigger.)
 -- $1 id bigint, $2 claimed_by uuid, $3 kinds job_kind[], $4 item_ids bigint[], $5 dedupe_keys text[], $6 run_at timestamptz[], $7 priorities smallint[], $8 max_attempts integer[], $9 payloads jsonb[]
 WITH done AS (
     DELETE FROM jobs
     WHERE id = $1::bigint AND claimed_by = $2::uuid
-    RETURNING kind, item_id, dedupe_key, rerun_at, priority, max_attempts, payload
-), rerun AS (
-    -- Its key was queued again while it ran: run it once more, as a fresh row.
-    INSERT INTO jobs (kind, item_id, dedupe_key, run_at, priority, max_attempts, payload)
-    SELECT kind, item_id, dedupe_key, rerun_at, priority, max_attempts, payload
-    FROM done
-    WHERE rerun_at IS NOT NULL
+    RETURNING id
 ), follow_ups AS (
     INSERT INTO jobs AS j (kind, item_id, dedupe_key, run_at, priority, max_attempts, payload)
     SELECT n.kind, n.item_id, n.dedupe_key, n.run_at, n.priority, n.max_attempts, n.payload
@@ -74,19 +69,11 @@ WITH done AS (
 SELECT count(*) FROM done;
 
 -- name: complete_many
--- Finish several jobs this process holds (no follow-ups); returns the ids finished.
+-- Finish jobs this process holds (no follow-ups); returns the ids finished.
 -- $1 ids bigint[], $2 claimed_by uuid
-WITH done AS (
-    DELETE FROM jobs
-    WHERE id = ANY ($1::bigint[]) AND claimed_by = $2::uuid
-    RETURNING id, kind, item_id, dedupe_key, rerun_at, priority, max_attempts, payload
-), rerun AS (
-    INSERT INTO jobs (kind, item_id, dedupe_key, run_at, priority, max_attempts, payload)
-    SELECT kind, item_id, dedupe_key, rerun_at, priority, max_attempts, payload
-    FROM done
-    WHERE rerun_at IS NOT NULL
-)
-SELECT id FROM done;
+DELETE FROM jobs
+WHERE id = ANY ($1::bigint[]) AND claimed_by = $2::uuid
+RETURNING id;
 
 -- name: fail
 -- A held job failed: queue it again at $4, or (attempts used up) fail it and its item.

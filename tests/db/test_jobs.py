@@ -314,3 +314,14 @@ async def test_prune_failed_deletes_old_failed_jobs(db_pool: asyncpg.Pool) -> No
     assert await count(db_pool, "SELECT count(*) FROM jobs WHERE status = 'failed'") == 1
     assert await repos.jobs.prune_failed(T0.replace(year=2000)) == 0
     assert await repos.jobs.prune_failed(T0.replace(year=2999)) == 1
+
+
+async def test_deleting_an_item_drops_a_pending_rerun_of_its_job(db_pool: asyncpg.Pool) -> None:
+    repos = Repos(db_pool)
+    [show] = await repos.trees.upsert_show_trees([show_tree(960, seasons=1, episodes=1)])
+    await repos.jobs.enqueue_many([NewJob(JobKind.INDEX, show.show_id)])
+    [job] = await repos.jobs.claim(JobKind.INDEX)
+    await repos.jobs.enqueue_many([NewJob(JobKind.INDEX, show.show_id)])  # asks for a rerun
+    assert await repos.items.delete_many([show.show_id]) == 3
+    assert not await repos.jobs.complete(job)
+    assert await count(db_pool, "SELECT count(*) FROM jobs") == 0
