@@ -11,7 +11,7 @@ from riven_async.db.executor import Executor
 from riven_async.db.queries import QueryFile
 from riven_async.db.repository import Now, Repository, ids_array, utc_now
 from riven_async.domain.intents import ExternalIds
-from riven_async.domain.media import ItemNode, ItemTree, MediaItem, MediaKind
+from riven_async.domain.media import ItemNode, ItemSummary, ItemTree, MediaItem, MediaKind
 from riven_async.domain.states import State
 
 MAX_PAGE_SIZE = 1000
@@ -35,7 +35,7 @@ class PageCursor:
 class ItemPage:
     """One page of items; ``next`` is None on the last page."""
 
-    items: tuple[MediaItem, ...]
+    items: tuple[ItemSummary, ...]
     next: PageCursor | None
 
 
@@ -43,7 +43,7 @@ class ItemPage:
 class SearchHit:
     """A title search result with its trigram word similarity (0..1)."""
 
-    item: MediaItem
+    item: ItemSummary
     score: float
 
 
@@ -133,7 +133,7 @@ class CatalogRepo(Repository):
             records = await self._executor.fetch(self._page_by_kind, kind, after_id, fetch)
         else:
             records = await self._executor.fetch(self._page, after_id, fetch)
-        items = tuple(rows.media_item(r) for r in records[:limit])
+        items = tuple(rows.item_summary(r) for r in records[:limit])
         if len(records) <= limit:
             return ItemPage(items, None)
         last = items[-1]
@@ -143,4 +143,4 @@ class CatalogRepo(Repository):
     async def search_titles(self, text: str, limit: int = 20) -> list[SearchHit]:
         """Movies and shows ranked by trigram word similarity to ``text``."""
         records = await self._executor.fetch(self._search_titles, text, limit)
-        return [SearchHit(rows.media_item(r), float(r["score"])) for r in records]
+        return [SearchHit(rows.item_summary(r), float(r["score"])) for r in records]

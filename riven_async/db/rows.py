@@ -9,6 +9,7 @@ from riven_async.domain.media import (
     NO_IDS,
     CheckSchedule,
     ItemId,
+    ItemSummary,
     MediaItem,
     MediaKind,
     ShowStatus,
@@ -74,6 +75,21 @@ def media_item(row: Row) -> MediaItem:
         row["episode_number"], row["year"], _STATES[row["resume_state"]], row["last_error"],
         row["aired_at"], row["air_date"], row["fingerprint"], row["scraped_at"],
         row["scrape_count"], schedule,
+    )
+
+
+def item_summary(row: Row) -> ItemSummary:
+    """The ``SUMMARY`` columns of an ``items`` row (see catalog.sql)."""
+    kind = _KINDS[row["kind"]]
+    state = _STATES[row["state"]]
+    assert state is not None
+    show_id = row["show_id"]
+    ids = (NO_IDS if kind is MediaKind.SEASON or kind is MediaKind.EPISODE else
+           ExternalIds(row["tmdb_id"], row["tvdb_id"], row["imdb_id"], row["tvmaze_id"]))
+    return ItemSummary(
+        ItemId(row["id"]), kind, row["title"], state, row["state_changed_at"], ids,
+        None if show_id is None else ItemId(show_id), row["season_number"],
+        row["episode_number"], row["year"], row["aired_at"], row["last_error"],
     )
 
 

@@ -177,6 +177,24 @@ class MediaItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemSummary:
+    """What a list of items shows of each (pages, search); the full row is ``MediaItem``."""
+
+    id: ItemId
+    kind: MediaKind
+    title: str
+    state: State
+    state_changed_at: datetime
+    ids: ExternalIds = NO_IDS
+    show_id: ItemId | None = None
+    season_number: int | None = None
+    episode_number: int | None = None
+    year: int | None = None
+    aired_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ItemNode:
     """An item with its current best releases (blacklisted ones left out)."""
 
