@@ -67,6 +67,7 @@ def media_item(row: Row) -> MediaItem:
         schedule = CheckSchedule(
             _STATUSES[row["status"]], row["status_checked_at"], row["next_check_at"],
             row["check_priority"], row["last_air_at"], row["next_air_at"], row["air_timezone"],
+            row["release_due_at"],
         )
     return MediaItem(
         ItemId(row["id"]), kind, row["title"], state, row["state_changed_at"],

@@ -107,8 +107,12 @@ class ScheduleRepo(Repository):
         due: datetime | None = await self._executor.fetchval(self._next_check_at)
         return due
 
-    async def release_due(self, delay_s: float, limit: int, priority: int = 0) -> Released:
-        """Movies and episodes aired ``delay_s`` ago become indexed with a scrape job each."""
+    async def release_due(self, delay_s: float, limit: int = 100, priority: int = 0) -> Released:
+        """Movies and episodes aired ``delay_s`` ago become indexed with a scrape job each.
+
+        One pass takes up to ``limit`` shows (with all their aired episodes) and ``limit``
+        movies, found through small indexes; call it until it returns nothing.
+        """
         records = await self._executor.fetch(self._release_due, self._now(), delay_s, limit,
                                              priority)
         show_ids = {r["show_id"] for r in records if r["show_id"] is not None}

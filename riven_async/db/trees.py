@@ -59,6 +59,7 @@ class TreesRepo(Repository):
         self._upsert_movies = self._sql("upsert_movies")
         self._adopt_identity = self._sql("adopt_identity")
         self._existing_shows = self._sql("existing_shows")
+        self._set_release_due = self._sql("set_release_due")
 
     async def upsert_show_trees(self, trees: Sequence[ShowTree]) -> list[ShowUpsertResult]:
         """Upsert show trees, whatever their size, in one round trip; results in input order.
@@ -80,7 +81,7 @@ class TreesRepo(Repository):
         Shows that exist already go through ``upsert_show_trees``. New ones, in one
         transaction: upsert their rows, then COPY the children of those this call created
         (nobody else can have written any); one that another writer created meanwhile takes
-        the usual path. Two to six round trips per call, whatever the batch size. Needs a
+        the usual path. Two to seven round trips per call, whatever the batch size. Needs a
         pool or a connection; any other executor gets ``upsert_show_trees``.
         """
         executor = self._executor
@@ -114,6 +115,9 @@ class TreesRepo(Repository):
                 if records:
                     await conn.copy_records_to_table("items", records=records,
                                                      columns=_COPY_COLUMNS)
+                    firsts = {t.ids.tmdb: _first_air_s(t) for t in fresh if t.ids.tmdb in created}
+                    await conn.execute(self._set_release_due,
+                                       [created[t] for t in firsts], list(firsts.values()))
             for tree in fresh:
                 tmdb = _tmdb(tree)
                 if tmdb in created:
@@ -221,6 +225,12 @@ def _child_arrays(trees: Sequence[ShowTree]) -> list[list[Any]]:
                 e_aired.append(None if episode.aired_at is None else episode.aired_at.timestamp())
                 e_air_date.append(episode.air_date)
     return columns
+
+
+def _first_air_s(tree: ShowTree) -> float | None:
+    """The earliest air time of a new show's episodes (all unreleased), epoch seconds."""
+    times = [e.aired_at for s in tree.seasons for e in s.episodes if e.aired_at is not None]
+    return min(times).timestamp() if times else None
 
 
 def _child_records(show_id: int, tree: ShowTree) -> list[tuple[Any, ...]]:

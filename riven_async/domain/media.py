@@ -136,7 +136,10 @@ class MovieRecord:
 
 @dataclass(frozen=True, slots=True)
 class CheckSchedule:
-    """When a show or movie was indexed and is checked next (``status``: shows only)."""
+    """When a show or movie was indexed and is checked next (``status``: shows only).
+
+    ``release_due_at`` (shows) is the air time of the earliest episode still unreleased.
+    """
 
     status: ShowStatus | None
     status_checked_at: datetime | None
@@ -145,6 +148,7 @@ class CheckSchedule:
     last_air_at: datetime | None = None
     next_air_at: datetime | None = None
     air_timezone: str | None = None
+    release_due_at: datetime | None = None
 
 
 NO_IDS = ExternalIds()

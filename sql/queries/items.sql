@@ -60,11 +60,19 @@ ORDER BY item_id, id;
 -- name: set_state_many
 -- Move items to $2 if their state is one of $3 (the transition's allowed sources); returns the ids moved.
 -- $1 ids bigint[], $2 state item_state, $3 from_states item_state[]
-UPDATE items
-SET state = $2::item_state, state_changed_at = now(), updated_at = now(), resume_state = NULL,
-    last_error = NULL
-WHERE id = ANY ($1::bigint[]) AND state = ANY ($3::item_state[]) AND state <> $2::item_state
-RETURNING id;
+WITH moved AS (
+    UPDATE items
+    SET state = $2::item_state, state_changed_at = now(), updated_at = now(),
+        resume_state = NULL, last_error = NULL
+    WHERE id = ANY ($1::bigint[]) AND state = ANY ($3::item_state[]) AND state <> $2::item_state
+    RETURNING id, show_id, state
+), nudged AS (
+    -- An episode back to 'unreleased' makes its show's next release pass look again.
+    UPDATE items s SET release_due_at = '-infinity'
+    WHERE s.id IN (SELECT show_id FROM moved WHERE state = 'unreleased')
+      AND s.id NOT IN (SELECT id FROM moved)
+)
+SELECT id FROM moved;
 
 -- name: fail_many
 -- Mark items failed with a reason, remembering the state a retry goes back to.
@@ -78,13 +86,23 @@ RETURNING id;
 -- name: retry_many
 -- Send failed items back to the state they failed in (requested/indexed if unknown); returns where each went.
 -- $1 ids bigint[]
-UPDATE items
-SET state = COALESCE(resume_state,
-                     CASE WHEN kind IN ('movie', 'show') AND status_checked_at IS NULL
-                          THEN 'requested' ELSE 'indexed' END::item_state),
-    resume_state = NULL, last_error = NULL, state_changed_at = now(), updated_at = now()
-WHERE id = ANY ($1::bigint[]) AND state = 'failed'
-RETURNING id, state;
+WITH retried AS (
+    UPDATE items
+    SET state = COALESCE(resume_state,
+                         CASE WHEN kind IN ('movie', 'show') AND status_checked_at IS NULL
+                              THEN 'requested' ELSE 'indexed' END::item_state),
+        resume_state = NULL, last_error = NULL, state_changed_at = now(), updated_at = now(),
+        release_due_at = CASE WHEN kind = 'show' THEN '-infinity' ELSE release_due_at END
+    WHERE id = ANY ($1::bigint[]) AND state = 'failed'
+    RETURNING id, show_id, state
+), nudged AS (
+    -- Retried unreleased episodes make their show's next release pass look again (a
+    -- retried show is nudged above: one statement must not update a row twice).
+    UPDATE items s SET release_due_at = '-infinity'
+    WHERE s.id IN (SELECT show_id FROM retried WHERE state = 'unreleased')
+      AND s.id NOT IN (SELECT id FROM retried)
+)
+SELECT id, state FROM retried;
 
 -- name: pause_many
 -- Pause items and everything below them; their queued jobs are put off until resumed.
@@ -126,9 +144,15 @@ WITH roots AS (
 ), resumed AS (
     UPDATE items
     SET state = COALESCE(resume_state, 'indexed'), resume_state = NULL,
-        state_changed_at = now(), updated_at = now()
+        state_changed_at = now(), updated_at = now(),
+        release_due_at = CASE WHEN kind = 'show' THEN '-infinity' ELSE release_due_at END
     WHERE id IN (SELECT id FROM targets) AND state = 'paused'
-    RETURNING id
+    RETURNING id, show_id, state
+), nudged AS (
+    -- Resumed unreleased episodes make their show's next release pass look again.
+    UPDATE items s SET release_due_at = '-infinity'
+    WHERE s.id IN (SELECT show_id FROM resumed WHERE state = 'unreleased')
+      AND s.id NOT IN (SELECT id FROM resumed)
 ), woken AS (
     UPDATE jobs SET run_at = $2::timestamptz
     WHERE item_id IN (SELECT id FROM resumed) AND status = 'queued' AND run_at = 'infinity'

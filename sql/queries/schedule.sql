@@ -88,22 +88,42 @@ SELECT (SELECT count(*) FROM pushed) AS checks, (SELECT count(*) FROM queued) AS
 SELECT min(next_check_at) FROM items WHERE next_check_at IS NOT NULL;
 
 -- name: release_due
--- Movies and episodes whose air time plus $2 s has passed become indexed, each with a scrape job.
+-- Aired movies and episodes (air time plus $2 s passed) become indexed, each with a scrape job.
+-- Takes up to $3 shows (each with all its aired episodes) and $3 movies per call.
 -- $1 now timestamptz, $2 delay_s float8, $3 limit integer, $4 priority smallint
-WITH aired AS (
-    -- Read through items_state_page: the unreleased rows are few outside an import, and
-    -- during one nearly all of them are due (no index on aired_at, see 0002_items.sql).
+WITH cutoff AS (
+    SELECT $1::timestamptz - make_interval(secs => $2::float8) AS at
+), shows AS (
+    -- Shows with an episode due (items_release_due), locked so concurrent passes split.
     SELECT id FROM items
-    WHERE state = 'unreleased'
-      AND aired_at <= $1::timestamptz - make_interval(secs => $2::float8)
-    ORDER BY state_changed_at, id
+    WHERE release_due_at <= (SELECT at FROM cutoff)
+    ORDER BY release_due_at
     LIMIT $3::integer
     FOR UPDATE SKIP LOCKED
+), movies AS (
+    SELECT id FROM items
+    WHERE kind = 'movie' AND state = 'unreleased' AND aired_at <= (SELECT at FROM cutoff)
+    ORDER BY aired_at
+    LIMIT $3::integer
+    FOR UPDATE SKIP LOCKED
+), aired AS (
+    SELECT e.id FROM items e JOIN shows s ON e.show_id = s.id
+    WHERE e.kind = 'episode' AND e.state = 'unreleased' AND e.aired_at <= (SELECT at FROM cutoff)
+    UNION ALL
+    SELECT id FROM movies
 ), released AS (
     UPDATE items i SET state = 'indexed', state_changed_at = now(), updated_at = now()
     FROM aired a
     WHERE i.id = a.id
     RETURNING i.id, i.show_id
+), moved_on AS (
+    -- Each show's next release: its earliest episode that is still unreleased after this.
+    UPDATE items s
+    SET release_due_at = (SELECT min(e.aired_at) FROM items e
+                          WHERE e.show_id = s.id AND e.kind = 'episode'
+                            AND e.state = 'unreleased' AND e.aired_at > (SELECT at FROM cutoff))
+    FROM shows d
+    WHERE s.id = d.id
 ), queued AS (
     INSERT INTO jobs AS j (kind, item_id, dedupe_key, run_at, priority)
     SELECT 'scrape', r.id, 'scrape:' || r.id, $1::timestamptz, $4::smallint
@@ -122,6 +142,7 @@ SELECT id, show_id FROM released;
 -- name: next_release_at
 -- When the next unreleased movie or episode becomes due (air time plus $1 s), NULL if none.
 -- $1 delay_s float8
-SELECT min(aired_at) + make_interval(secs => $1::float8)
-FROM items
-WHERE state = 'unreleased';
+SELECT LEAST(
+    (SELECT min(release_due_at) FROM items WHERE release_due_at IS NOT NULL),
+    (SELECT min(aired_at) FROM items WHERE kind = 'movie' AND state = 'unreleased')
+) + make_interval(secs => $1::float8);

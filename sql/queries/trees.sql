@@ -29,3 +29,10 @@ SELECT riven_adopt_identity($1::bigint, $2::media_kind, $3::integer, $4::integer
 -- Which of these tmdb ids are shows already (a plain read: import_show_trees picks its path).
 -- $1 tmdb_ids integer[]
 SELECT tmdb_id FROM items WHERE kind = 'show' AND tmdb_id = ANY ($1::integer[]);
+
+-- name: set_release_due
+-- Set when new shows next have an episode to release (after a COPY import): no read of items.
+-- $1 show_ids bigint[], $2 release_due_at float8[]
+UPDATE items i SET release_due_at = to_timestamp(n.at)
+FROM unnest($1::bigint[], $2::float8[]) AS n(id, at)
+WHERE i.id = n.id AND i.kind = 'show';

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import dataclasses
+from datetime import datetime, timedelta
 
 import asyncpg
 
 from riven_async.db.schedule import Reschedule, ScheduleRepo
 from riven_async.domain.intents import ExternalIds
-from riven_async.domain.media import MediaKind
+from riven_async.domain.media import MediaKind, ShowTree
 from riven_async.domain.queue import JobKind
 from riven_async.domain.states import State
 from tests.db.factories import T0, Repos, count, movie, show_tree
@@ -107,3 +108,48 @@ async def test_aired_items_are_released_with_a_scrape_job(db_pool: asyncpg.Pool)
     assert (await repos.schedule.release_due(delay_s=900, limit=100)).item_ids == ()
     repos.clock.advance(1)
     assert len((await repos.schedule.release_due(delay_s=900, limit=100)).item_ids) == 1
+
+
+async def _release_due_at(pool: asyncpg.Pool, show_id: int) -> object:
+    return await pool.fetchval("SELECT release_due_at FROM items WHERE id = $1", show_id)
+
+
+async def test_a_show_tracks_its_next_release_through_passes_and_upserts(
+    db_pool: asyncpg.Pool,
+) -> None:
+    repos = Repos(db_pool)
+    tree = show_tree(1, seasons=1, episodes=10)  # weekly from T0 - 60 days: 9 aired
+    [show] = await repos.trees.import_show_trees([tree])
+    first_air = tree.seasons[0].episodes[0].aired_at
+    assert await _release_due_at(db_pool, show.show_id) == first_air
+    released = await repos.schedule.release_due(delay_s=900)
+    assert len(released.item_ids) == 9
+    tenth = tree.seasons[0].episodes[9].aired_at
+    assert tenth is not None
+    assert await _release_due_at(db_pool, show.show_id) == tenth
+    assert await repos.schedule.next_release_at(900) == tenth + timedelta(seconds=900)
+    # The tenth episode is postponed a week: the upsert moves the show's next release.
+    later = tenth + timedelta(weeks=1)
+    moved = _with_air_time(tree, 10, later)
+    await repos.trees.upsert_show_trees([moved])
+    assert await _release_due_at(db_pool, show.show_id) == later
+    repos.clock.advance((later - T0).total_seconds() + 900)
+    assert len((await repos.schedule.release_due(delay_s=900)).item_ids) == 1
+    assert await _release_due_at(db_pool, show.show_id) is None
+    assert await repos.schedule.next_release_at(900) is None
+
+
+async def test_resumed_unreleased_episodes_are_released_again(db_pool: asyncpg.Pool) -> None:
+    repos = Repos(db_pool)
+    [show] = await repos.trees.upsert_show_trees([show_tree(2, seasons=1, episodes=3)])
+    await repos.items.pause_many([show.show_id])
+    assert (await repos.schedule.release_due(delay_s=0)).item_ids == ()
+    await repos.items.resume_many([show.show_id])
+    assert len((await repos.schedule.release_due(delay_s=0)).item_ids) == 3
+
+
+def _with_air_time(tree: ShowTree, episode: int, aired: datetime) -> ShowTree:
+    season = tree.seasons[0]
+    episodes = tuple(dataclasses.replace(e, aired_at=aired, air_date=aired.date())
+                     if e.number == episode else e for e in season.episodes)
+    return dataclasses.replace(tree, seasons=(dataclasses.replace(season, episodes=episodes),))
