@@ -60,6 +60,7 @@ class StatsRepo(Repository):
         self._shows_by_status = self._sql("shows_by_status")
         self._checks_due = self._sql("checks_due")
         self._new_episodes = self._sql("new_episodes")
+        self._compact = self._sql("compact")
 
     async def state_counts(self) -> dict[MediaKind, dict[State, int]]:
         """Items per kind and state (pairs with no items are left out)."""
@@ -107,3 +108,11 @@ class StatsRepo(Repository):
         """Episodes found in the last ``window_s`` seconds (at most a week back)."""
         keep_s = max(window_s, _ARRIVALS_KEPT_S)
         return int(await self._executor.fetchval(self._new_episodes, window_s, keep_s))
+
+    async def compact(self, keep_s: float = _ARRIVALS_KEPT_S) -> tuple[int, int]:
+        """Maintenance, every few minutes: fold the state-count rows (writers only append)
+        and drop arrival notes older than ``keep_s``; returns (rows folded, notes dropped).
+        Reading ``state_counts`` folds too, but a daemon nobody scrapes must not grow them."""
+        record = await self._executor.fetchrow(self._compact, keep_s)
+        assert record is not None
+        return int(record["folded"]), int(record["pruned"])

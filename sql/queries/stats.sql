@@ -68,3 +68,17 @@ WITH pruned AS (
 SELECT COALESCE(sum(items), 0)::bigint
 FROM item_arrivals
 WHERE kind = 'episode' AND arrived_at >= now() - make_interval(secs => $1::float8);
+
+-- name: compact
+-- Fold the state-count rows into one per pair and drop arrival notes older than $1 seconds (maintenance).
+-- $1 keep_s float8
+WITH folded AS (
+    DELETE FROM item_state_counts RETURNING kind, state, delta
+), refolded AS (
+    INSERT INTO item_state_counts (kind, state, delta)
+    SELECT kind, state, sum(delta) FROM folded GROUP BY kind, state HAVING sum(delta) <> 0
+), pruned AS (
+    DELETE FROM item_arrivals WHERE arrived_at < now() - make_interval(secs => $1::float8)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM folded) AS folded, (SELECT count(*) FROM pruned) AS pruned;

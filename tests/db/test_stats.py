@@ -117,3 +117,17 @@ async def test_job_inbox_and_schedule_counts(db_pool: asyncpg.Pool) -> None:
     assert (inbox.waiting, inbox.claimed) == (1, 0)
     assert inbox.oldest is not None
     assert await repos.stats.new_episodes() == 12
+
+
+async def test_compaction_folds_counts_and_drops_old_arrivals(db_pool: asyncpg.Pool) -> None:
+    repos = Repos(db_pool)
+    for tmdb in range(1, 6):
+        await repos.trees.upsert_show_trees([show_tree(tmdb)])
+    expected = await _full_count(db_pool)
+    await db_pool.execute("UPDATE item_arrivals SET arrived_at = now() - interval '30 days'"
+                          " WHERE ctid IN (SELECT ctid FROM item_arrivals LIMIT 3)")
+    folded, pruned = await repos.stats.compact()
+    assert folded > 3
+    assert pruned == 3
+    assert await db_pool.fetchval("SELECT count(*) FROM item_state_counts") == 3
+    assert await repos.stats.state_counts() == expected
