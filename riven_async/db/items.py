@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +18,6 @@ from riven_async.domain.media import (
 )
 from riven_async.domain.states import State, sources_for
 from riven_async.errors import RivenError
-
-log = logging.getLogger(__name__)
 
 # A request that lost an insert race to a concurrent one is looked up again; the second
 # statement sees the winner's row, so more than one retry means something else is wrong.

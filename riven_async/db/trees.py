@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +21,6 @@ from riven_async.domain.media import (
     TmdbId,
 )
 from riven_async.errors import RivenError
-
-log = logging.getLogger(__name__)
 
 # The children of shows that import_show_trees creates are written with COPY, straight
 # into items: PostgreSQL then inserts heap rows in batches (one WAL record per page), about
