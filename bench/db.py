@@ -33,6 +33,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -429,6 +430,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if server is not None:
             await server.stop("immediate")
+            await asyncio.to_thread(shutil.rmtree, server.data_dir, True)
     figures = {
         "tree_upsert_rows_per_s": imports["first_import"]["median"],
         "tree_upsert_reimport_rows_per_s": imports["reimport_5pct_changed"]["median"],
