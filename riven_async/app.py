@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import asyncpg
 from aiohttp import web
 
 from riven_async import keys
 from riven_async.config import LiveSettings, Settings
 from riven_async.core.clock import Clock, ScaledClock, SystemClock
+from riven_async.core.locks import KeyedLock
 from riven_async.core.looplag import LoopLagMonitor
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.db import lifecycle
+from riven_async.db.notify import Listener
+from riven_async.db.repos import Repos
+from riven_async.domain.queue import JobKind, new_boot_id
 from riven_async.logs import SecretFilter
+from riven_async.pipeline import stages
+from riven_async.pipeline.runtime import RUNTIME, Runtime
+from riven_async.pipeline.steps.base import Step
+from riven_async.upstreams import UpstreamClients
 from riven_async.web import metrics, middleware
 from riven_async.web.route_stats import RouteStats
 from riven_async.web.routes import setup_routes
 
 log = logging.getLogger(__name__)
+STEPS = web.AppKey("steps", dict[JobKind, Step])
 
 
 def build_app(
@@ -49,6 +61,7 @@ def build_app(
     app[keys.METRICS].register("routes", route_stats.section)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_tasks_ctx)
+    app.cleanup_ctx.append(_pipeline_ctx)
     setup_routes(app)
     return app
 
@@ -79,6 +92,7 @@ def _metrics_registry(app: web.Application) -> metrics.MetricsRegistry:
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     async with lifecycle.open_database(app[keys.SETTINGS].current) as database:
         app[keys.POOL] = database.pool
+        app[keys.DSN] = database.dsn
         if database.embedded is not None:
             app[keys.EMBEDDED_PG] = database.embedded
         yield
@@ -95,3 +109,44 @@ async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks.start("loop-lag", app[keys.LOOP_LAG].run)
     yield
     await tasks.stop(app[keys.SETTINGS].current.server.shutdown_timeout_s)
+
+
+async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Upstream clients, the shared runtime, the LISTEN connection, steps and loops."""
+    live = app[keys.SETTINGS]
+    clock = app[keys.CLOCK]
+    tasks = app[keys.TASKS]
+    async with contextlib.AsyncExitStack() as stack:
+        upstreams = UpstreamClients.from_settings(live.current, clock=clock)
+        stack.push_async_callback(upstreams.aclose)
+        app[keys.UPSTREAMS] = upstreams
+        app[keys.METRICS].register("upstreams", _upstreams_section(upstreams))
+        boot_id = new_boot_id()
+        pool = app[keys.POOL]
+        dsn = app[keys.DSN]
+        listener = Listener(lambda: asyncpg.connect(dsn))
+        repos = Repos.on(pool, clock, boot_id)
+        app[keys.REPOS] = repos
+        runtime = Runtime(
+            live=live, clock=clock, pool=pool, repos=repos,
+            upstreams=upstreams, locks=KeyedLock(), metrics=app[keys.METRICS],
+            listener=listener, boot_id=boot_id,
+        )
+        app[RUNTIME] = runtime
+        stop_listening = asyncio.Event()
+        tasks.start("listen", lambda: listener.run(stop_listening))
+        stack.callback(stop_listening.set)
+        steps = {kind: await factory(runtime, stack)
+                 for kind, factory in stages.step_factories().items()}
+        for name, start in stages.loop_starters():
+            await start(runtime, tasks, stack)
+            log.debug("pipeline loop %s started", name)
+        app[STEPS] = steps
+        yield
+
+
+def _upstreams_section(upstreams: UpstreamClients) -> metrics.SectionProvider:
+    async def section() -> metrics.Section:
+        return {"by_upstream": metrics.Labeled("upstream", upstreams.stats_dict())}
+
+    return section

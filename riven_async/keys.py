@@ -13,7 +13,9 @@ from riven_async.core.clock import Clock
 from riven_async.core.looplag import LoopLagMonitor
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.db.embedded import EmbeddedPostgres
+from riven_async.db.repos import Repos
 from riven_async.logs import SecretFilter
+from riven_async.upstreams import UpstreamClients
 from riven_async.web.metrics import MetricsRegistry
 
 
@@ -43,3 +45,7 @@ TASKS = web.AppKey("tasks", BackgroundTasks)
 STARTED_AT = web.AppKey("started_at", float)
 METRICS = web.AppKey("metrics", MetricsRegistry)
 LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
+DSN = web.AppKey("dsn", str)
+UPSTREAMS = web.AppKey("upstreams", UpstreamClients)
+# Every repository, on the pool and the daemon's clock; set once the database is up.
+REPOS = web.AppKey("repos", Repos)

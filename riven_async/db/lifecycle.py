@@ -28,6 +28,7 @@ class Database:
 
     pool: asyncpg.Pool
     embedded: EmbeddedPostgres | None
+    dsn: str = ""
 
 
 def embedded_for(settings: Settings) -> EmbeddedPostgres | None:
@@ -104,7 +105,7 @@ async def open_database(
         try:
             if run_migrations:
                 await migrate_with_retry(pool, settings.database.reconnect_interval_s)
-            yield Database(pool, embedded)
+            yield Database(pool, embedded, dsn)
         finally:
             await _close_pool(pool)
     finally:

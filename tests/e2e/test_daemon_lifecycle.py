@@ -129,7 +129,7 @@ async def test_sigterm_during_startup_exits_cleanly(make_daemon: MakeDaemon) -> 
     daemon = make_daemon(extra='[logging]\nlevel = "DEBUG"\n')
     await daemon.start()
     async with asyncio.timeout(20):
-        while "starting with" not in daemon.output():
+        while "starting with" not in daemon.output():  # noqa: ASYNC110 - polls a child's output
             await asyncio.sleep(0.02)
     daemon.send(signal.SIGTERM)
     assert await daemon.wait(timeout_s=20) == 0
