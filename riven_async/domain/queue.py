@@ -11,6 +11,8 @@ from enum import StrEnum
 from typing import Any, NewType
 from uuid import UUID
 
+from riven_async.domain.states import State
+
 JobId = NewType("JobId", int)
 InboxId = NewType("InboxId", int)
 # One per process start: claims carry it, so a restarted daemon can tell its own claims
@@ -33,6 +35,17 @@ class JobKind(StrEnum):
     DOWNLOAD = "download"
     LINK = "link"
     SCAN = "scan"
+
+
+# The job that moves an item on from each working state (retry re-queues it). Other states
+# wait for something else: unreleased for its air date, completed for nothing.
+JOB_FOR_STATE: Mapping[State, JobKind] = {
+    State.REQUESTED: JobKind.INDEX,
+    State.INDEXED: JobKind.SCRAPE,
+    State.SCRAPED: JobKind.DOWNLOAD,
+    State.DOWNLOADED: JobKind.LINK,
+    State.LINKED: JobKind.SCAN,
+}
 
 
 class JobStatus(StrEnum):
