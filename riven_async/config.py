@@ -155,6 +155,7 @@ class MediaFusionSection(UpstreamSection):
 class TorznabSection(UpstreamSection):
     enabled: bool = False
     rate_limits: RateWindows = _windows("300/60s")
+    cache_ttl_s: dict[str, float] = _ttls(torznab_caps=86400.0)
 
 
 class ZileanSection(UpstreamSection):
@@ -342,6 +343,59 @@ class RankingSection(Section):
         return _normalised(value, {"4k": "2160p"}, upper=False)
 
 
+def _check_backoff(value: list[float]) -> list[float]:
+    if value != sorted(value):
+        raise ValueError("backoff steps must not get shorter")
+    return value
+
+
+def _check_feed_path(value: str) -> str:
+    if "{indexer}" not in value:
+        raise ValueError("must contain '{indexer}' (Jackett: /api/v2.0/indexers/{indexer}/"
+                         "results/torznab/api, Prowlarr: /{indexer}/api)")
+    return value
+
+
+class TorznabScrapingSection(Section):
+    """How the Torznab scraper searches Jackett or Prowlarr."""
+
+    indexers: list[str] = Field(default_factory=list)
+    feed_path: Annotated[str, AfterValidator(_check_feed_path)] = (
+        "/api/v2.0/indexers/{indexer}/results/torznab/api"
+    )
+    movie_categories: list[int] = Field(default_factory=lambda: [2000])
+    tv_categories: list[int] = Field(default_factory=lambda: [5000])
+    search_limit: int = Field(default=100, ge=1, le=1000)
+    max_link_fetches: int = Field(default=25, ge=0)
+    link_origins: list[str] = Field(default_factory=list)
+    torrent_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+
+class ScrapingSection(Section):
+    """The scrape step: fan-out timeouts, scraper health, season packs, re-scrape schedule."""
+
+    timeout_s: PositiveSeconds = 10.0
+    timeouts_s: dict[str, PositiveSeconds] = Field(default_factory=dict)
+    budget: int = Field(default=0, ge=0)
+    health_alpha: float = Field(default=0.2, gt=0, le=1)
+    health_recovery_s: PositiveSeconds = 600.0
+    notice_pause_s: PositiveSeconds = 60.0
+    partial_retry_s: PositiveSeconds = 300.0
+    season_packs: bool = True
+    season_pack_min_episodes: int = Field(default=2, ge=1)
+    season_pack_rescrape_s: PositiveSeconds = 1800.0
+    fresh_request_s: PositiveSeconds = 300.0
+    fresh_request_window_s: float = Field(default=3600.0, ge=0)
+    just_aired_s: PositiveSeconds = 300.0
+    just_aired_window_s: float = Field(default=14400.0, ge=0)
+    others_s: PositiveSeconds = 1800.0
+    backoff_s: Annotated[list[PositiveSeconds], AfterValidator(_check_backoff)] = Field(
+        default_factory=lambda: [1800.0, 7200.0, 21600.0], min_length=1
+    )
+    max_backoff_s: PositiveSeconds = 86400.0
+    torznab: TorznabScrapingSection = Field(default_factory=TorznabScrapingSection)
+
+
 class WebhooksSection(Section):
     """What inbound webhooks may do beyond requesting and re-checking."""
 
@@ -362,6 +416,54 @@ class ClockSection(Section):
         if value:
             datetime.fromisoformat(value)
         return value
+
+
+def _check_clock_time(value: str) -> str:
+    if not re.fullmatch(r"(?:[01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f"{value!r} must be a local time like '20:00' (HH:MM, 24 h)")
+    return value
+
+
+def _check_regions(value: list[str]) -> list[str]:
+    for code in value:
+        if not re.fullmatch(r"[A-Za-z]{2}", code):
+            raise ValueError(f"{code!r} is not a two-letter country code (like 'US')")
+    return _unique([code.upper() for code in value])
+
+
+class IndexerSection(Section):
+    """How shows and movies are read from TMDB, with exact air times from TVMaze."""
+
+    hiatus_after_s: PositiveSeconds = 90 * 86400.0
+    settle_s: float = Field(default=7 * 86400.0, ge=0)
+    include_specials: bool = False
+    language: str = "en-US"
+    release_regions: Annotated[list[str], AfterValidator(_check_regions)] = Field(
+        default_factory=list
+    )
+    release_estimate_s: float = Field(default=90 * 86400.0, ge=0)
+    fallback_air_time: Annotated[str, AfterValidator(_check_clock_time)] = "20:00"
+    tvmaze_enabled: bool = True
+
+
+class DetectionSection(Section):
+    """When shows and movies are checked again, and how new episodes are noticed."""
+
+    changes_interval_s: PositiveSeconds = 600.0
+    changes_window_s: PositiveSeconds = 14 * 86400.0
+    release_delay_s: float = Field(default=900.0, ge=0)
+    ongoing_interval_s: PositiveSeconds = 7 * 86400.0
+    hiatus_interval_s: PositiveSeconds = 14 * 86400.0
+    ended_interval_s: PositiveSeconds = 30 * 86400.0
+    fresh_request_interval_s: PositiveSeconds = 3600.0
+    fresh_request_window_s: float = Field(default=86400.0, ge=0)
+    missing_recheck_min_s: PositiveSeconds = 1800.0
+    missing_recheck_max_s: PositiveSeconds = 86400.0
+    inexact_lead_s: float = Field(default=12 * 3600.0, ge=0)
+    tmdb_routine_calls_per_day: float = Field(default=4000.0, gt=0)
+    tvmaze_routine_calls_per_day: float = Field(default=2000.0, gt=0)
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+    check_fallback_s: PositiveSeconds = 6 * 3600.0
 
 
 class CredentialsSource(PydanticBaseSettingsSource):
@@ -407,8 +509,11 @@ class Settings(BaseSettings):
     upstreams: UpstreamsSection = Field(default_factory=UpstreamsSection)
     library: LibrarySection = Field(default_factory=LibrarySection)
     ranking: RankingSection = Field(default_factory=RankingSection)
+    scraping: ScrapingSection = Field(default_factory=ScrapingSection)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     clock: ClockSection = Field(default_factory=ClockSection)
+    indexer: IndexerSection = Field(default_factory=IndexerSection)
+    detection: DetectionSection = Field(default_factory=DetectionSection)
 
     toml_path: ClassVar[Path | None] = None
 

@@ -57,6 +57,7 @@ class TreesRepo(Repository):
         self._adopt_identity = self._sql("adopt_identity")
         self._existing_shows = self._sql("existing_shows")
         self._set_release_due = self._sql("set_release_due")
+        self._season_fingerprints = self._sql("season_fingerprints")
 
     async def upsert_show_trees(self, trees: Sequence[ShowTree]) -> list[ShowUpsertResult]:
         """Upsert show trees, whatever their size, in one round trip; results in input order.
@@ -145,6 +146,11 @@ class TreesRepo(Repository):
         )
         return [MovieUpsertResult(ItemId(r["item_id"]), TmdbId(r["tmdb_id"]), r["created"])
                 for r in rows]
+
+    async def season_fingerprints(self, show_id: int) -> dict[int, str]:
+        """The stored seasons of a show and their fingerprints (empty ones included)."""
+        records = await self._executor.fetch(self._season_fingerprints, show_id)
+        return {r["season_number"]: r["fingerprint"] or "" for r in records}
 
     async def adopt_identity(
         self, item_id: int | None, kind: MediaKind, named: RequestMedia | ShowTree | MovieRecord

@@ -36,3 +36,8 @@ SELECT tmdb_id FROM items WHERE kind = 'show' AND tmdb_id = ANY ($1::integer[]);
 UPDATE items i SET release_due_at = to_timestamp(n.at)
 FROM unnest($1::bigint[], $2::float8[]) AS n(id, at)
 WHERE i.id = n.id AND i.kind = 'show';
+
+-- name: season_fingerprints
+-- The stored seasons of one show with their fingerprints (the indexer skips unchanged ones).
+-- $1 show_id bigint
+SELECT season_number, fingerprint FROM items WHERE show_id = $1::bigint AND kind = 'season';
