@@ -27,7 +27,7 @@ from riven_async.pipeline import stages
 from riven_async.pipeline.runtime import RUNTIME, Runtime
 from riven_async.pipeline.steps.base import Step
 from riven_async.upstreams import UpstreamClients
-from riven_async.web import metrics, middleware
+from riven_async.web import metrics, middleware, pipeline_metrics
 from riven_async.web.route_stats import RouteStats
 from riven_async.web.routes import setup_routes
 
@@ -127,6 +127,7 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         listener = Listener(lambda: asyncpg.connect(dsn))
         repos = Repos.on(pool, clock, boot_id)
         app[keys.REPOS] = repos
+        pipeline_metrics.register_pipeline_metrics(app[keys.METRICS], pool, repos.stats)
         runtime = Runtime(
             live=live, clock=clock, pool=pool, repos=repos,
             upstreams=upstreams, locks=KeyedLock(), metrics=app[keys.METRICS],

@@ -20,7 +20,13 @@ from yarl import URL
 
 from riven_async import __version__
 from riven_async.core import retry
-from riven_async.core.breaker import BreakerStats, CircuitBreaker, CircuitOpen, Ticket
+from riven_async.core.breaker import (
+    BreakerState,
+    BreakerStats,
+    CircuitBreaker,
+    CircuitOpen,
+    Ticket,
+)
 from riven_async.core.cache import CacheState, CacheStats, TtlCache
 from riven_async.core.clock import Clock, SystemClock
 from riven_async.core.coalesce import Coalescer
@@ -203,6 +209,16 @@ class HttpStats:
         data["requests"] = dict(self.requests)
         data["breaker"]["state"] = self.breaker.state.value
         data["limiter"]["windows"] = list(data["limiter"]["windows"])
+        # Numbers for what Prometheus cannot carry as a string or a list: "breaker_open" is
+        # true while the breaker refuses normal traffic (open or half-open), "usage" is the
+        # fullest window's share of its limit, "hit_rate" the share of lookups served.
+        data["breaker_open"] = self.breaker.state is not BreakerState.CLOSED
+        data["limiter"]["usage"] = max(
+            (w.used / w.limit for w in self.limiter.windows), default=0.0
+        )
+        served = self.cache.hits + self.cache.stale_hits
+        lookups = served + self.cache.misses
+        data["cache"]["hit_rate"] = round(served / lookups, 4) if lookups else 0.0
         return data
 
 

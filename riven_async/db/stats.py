@@ -9,7 +9,7 @@ from datetime import datetime
 from riven_async.db.executor import Executor
 from riven_async.db.queries import QueryFile
 from riven_async.db.repository import Now, Repository, utc_now
-from riven_async.domain.media import MediaKind, ShowStatus
+from riven_async.domain.media import ItemId, MediaKind, ShowStatus
 from riven_async.domain.queue import JobKind
 from riven_async.domain.states import ACTIVE_STATES, State
 
@@ -44,6 +44,17 @@ class ChecksDue:
     day: int
 
 
+@dataclass(frozen=True, slots=True)
+class OldestItem:
+    """The item that has waited longest in one state, and since when."""
+
+    state: State
+    item_id: ItemId
+    kind: MediaKind
+    title: str
+    since: datetime
+
+
 class StatsRepo(Repository):
     """Read-mostly aggregates; each method is one statement and stays fast at 250k items."""
 
@@ -61,6 +72,8 @@ class StatsRepo(Repository):
         self._checks_due = self._sql("checks_due")
         self._new_episodes = self._sql("new_episodes")
         self._compact = self._sql("compact")
+        self._oldest_items = self._sql("oldest_items")
+        self._database_size = self._sql("database_size")
 
     async def state_counts(self) -> dict[MediaKind, dict[State, int]]:
         """Items per kind and state (pairs with no items are left out)."""
@@ -116,3 +129,19 @@ class StatsRepo(Repository):
         record = await self._executor.fetchrow(self._compact, keep_s)
         assert record is not None
         return int(record["folded"]), int(record["pruned"])
+
+    async def oldest_items(
+        self, states: Iterable[State] = ACTIVE_STATES
+    ) -> dict[State, OldestItem]:
+        """The longest-waiting item of each state (empty states are left out)."""
+        records = await self._executor.fetch(self._oldest_items, sorted(states))
+        return {
+            State(r["state"]): OldestItem(State(r["state"]), ItemId(r["id"]),
+                                          MediaKind(r["kind"]), r["title"], r["since"])
+            for r in records
+            if r["id"] is not None
+        }
+
+    async def database_size(self) -> int:
+        """The database's size on disk, in bytes."""
+        return int(await self._executor.fetchval(self._database_size))

@@ -82,3 +82,20 @@ WITH folded AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM folded) AS folded, (SELECT count(*) FROM pruned) AS pruned;
+
+-- name: oldest_items
+-- The longest-waiting item of each state (one index probe per state); NULL id when a state is empty.
+-- $1 states item_state[]
+SELECT s.state, o.id, o.kind, o.title, o.state_changed_at AS since
+FROM unnest($1::item_state[]) AS s(state)
+LEFT JOIN LATERAL (
+    SELECT i.id, i.kind, i.title, i.state_changed_at
+    FROM items i
+    WHERE i.state = s.state
+    ORDER BY i.state_changed_at, i.id
+    LIMIT 1
+) AS o ON true;
+
+-- name: database_size
+-- The size of the daemon's database on disk, in bytes.
+SELECT pg_database_size(current_database());
