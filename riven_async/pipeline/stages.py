@@ -10,7 +10,9 @@ from contextlib import AsyncExitStack
 
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.domain.queue import JobKind
+from riven_async.pipeline import intake
 from riven_async.pipeline.runtime import Runtime
+from riven_async.pipeline.steps import scrape
 from riven_async.pipeline.steps.base import StepFactory
 
 # A loop starter builds what it needs, starts its task(s) on ``tasks`` (watched by the
@@ -23,10 +25,13 @@ LoopStarter = Callable[[Runtime, BackgroundTasks, AsyncExitStack], Awaitable[Non
 def step_factories() -> dict[JobKind, StepFactory]:
     """The step of each job kind that has one."""
     factories: dict[JobKind, StepFactory] = {}
+    factories[JobKind.SCRAPE] = scrape.build
     return factories
 
 
 def loop_starters() -> list[tuple[str, LoopStarter]]:
     """The pipeline's background loops, by name, in start order."""
-    starters: list[tuple[str, LoopStarter]] = []
+    starters: list[tuple[str, LoopStarter]] = [
+        ("inbox-intake", intake.start_intake),
+    ]
     return starters

@@ -1,0 +1,401 @@
+"""The inbox worker: stored webhook deliveries become requests, re-checks and removals.
+
+It claims inbox rows (woken by NOTIFY ``riven_inbox``, polling as a fallback), applies a
+batch's intents set-based in one transaction together with marking them processed, and
+falls back to one message per transaction when a batch fails, so a bad message fails
+alone. Every effect is idempotent (requests are unique per delivery and item, re-checks
+only move a due time, index jobs dedupe), so a message replayed after a crash is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from riven_async.config import LiveSettings
+from riven_async.core.tasks import BackgroundTasks
+from riven_async.db.executor import Executor
+from riven_async.db.notify import CHANNEL_INBOX, wait_for_wake
+from riven_async.db.pool import CONNECTION_ERRORS
+from riven_async.db.repos import Repos
+from riven_async.db.requests import request_media_on
+from riven_async.domain.intents import (
+    Intent,
+    RecheckMovie,
+    RecheckShow,
+    RemoveMedia,
+    RequestMedia,
+    intent_from_dict,
+)
+from riven_async.domain.media import ItemId, MediaKind
+from riven_async.domain.queue import Backoff, BootId, InboxMessage, JobKind, NewJob
+from riven_async.errors import RivenError
+from riven_async.pipeline.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+POLL_S = 5.0
+# A process silent this long is dead: its claims are taken back (start-up and periodically).
+LEASE_S = 60.0
+HEARTBEAT_S = LEASE_S / 3
+OUTAGE_MIN_S = 0.5
+OUTAGE_MAX_S = 30.0
+RELEASE_TIMEOUT_S = 2.0
+# Webhooks are someone waiting: they go ahead of the background schedule.
+WEBHOOK_PRIORITY = 10
+TITLE_CANDIDATES = 10
+MAX_TITLE_LOOKUPS = 50
+
+# A message failing for these reasons is retried with backoff, then given up.
+_MESSAGE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, RivenError,
+                                                     ValueError)
+_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+
+
+@dataclass(slots=True)
+class IntakeStats:
+    """What the worker did since start-up."""
+
+    processed: int = 0
+    failed: int = 0
+    given_up: int = 0
+    requests: int = 0
+    items_created: int = 0
+    rechecked: int = 0
+    unknown: int = 0
+    removed: int = 0
+    recovered: int = 0
+
+
+@dataclass(slots=True)
+class _Work:
+    """One segment's intents, grouped by effect."""
+
+    requests: list[tuple[int, list[RequestMedia]]] = field(default_factory=list)
+    rechecks: list[RecheckShow | RecheckMovie] = field(default_factory=list)
+    removes: list[RemoveMedia] = field(default_factory=list)
+
+
+class InboxIntake:
+    """Turns claimed inbox messages into their effects; one instance per process."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        repos: Repos,
+        live: LiveSettings,
+        wake: asyncio.Event,
+        *,
+        batch_size: int = BATCH_SIZE,
+        poll_s: float = POLL_S,
+        lease_s: float = LEASE_S,
+        hostname: str | None = None,
+    ) -> None:
+        self._pool = pool
+        self._repos = repos
+        self._live = live
+        self._wake = wake
+        self._batch_size = batch_size
+        self._poll_s = poll_s
+        self._lease_s = lease_s
+        self._hostname = hostname or socket.gethostname()
+        self._backoff = Backoff(base_s=30.0, cap_s=3600.0)
+        self._holding = False
+        self._last_heartbeat = 0.0
+        self._last_recover = 0.0
+        self.stats = IntakeStats()
+
+    @classmethod
+    def from_runtime(cls, runtime: Runtime) -> InboxIntake:
+        """The worker of the daemon's runtime, woken by NOTIFY ``riven_inbox``."""
+        return cls(runtime.pool, runtime.repos, runtime.live,
+                   runtime.listener.wake_event(CHANNEL_INBOX))
+
+    @property
+    def boot_id(self) -> BootId:
+        """The identity this worker's claims carry."""
+        return self._repos.inbox.boot_id
+
+    async def run(self) -> None:
+        """Start up, then process until cancelled; database outages are waited out."""
+        delay_s = OUTAGE_MIN_S
+        started = False
+        try:
+            while True:
+                try:
+                    if not started:
+                        await self.start_up()
+                        started = True
+                    await self._housekeeping()
+                    handled = await self.process_batch()
+                    delay_s = OUTAGE_MIN_S
+                except _OUTAGE_ERRORS as exc:
+                    log.warning("inbox worker: database unavailable (%r); retrying in %.1fs",
+                                exc, delay_s, extra={"action": "inbox_intake"})
+                    await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))
+                    delay_s = min(OUTAGE_MAX_S, delay_s * 2)
+                    continue
+                if handled < self._batch_size:
+                    await wait_for_wake(self._wake, self._poll_s)
+        except asyncio.CancelledError:
+            await self._release_on_stop()
+            raise
+
+    async def start_up(self) -> None:
+        """Register this process and take back the claims of dead ones (kill -9)."""
+        jobs = self._repos.jobs
+        await jobs.register(self._hostname)
+        self._last_heartbeat = time.monotonic()
+        dead = [p.boot_id for p in await jobs.list_processes()
+                if p.stopped_at is None and p.boot_id != self.boot_id
+                and p.hostname == self._hostname and not _pid_alive(p.pid)]
+        if dead:
+            await jobs.mark_stopped(dead)
+            log.info("%d processes of this host are gone; their claims are taken back",
+                     len(dead), extra={"action": "inbox_recover"})
+        await self._recover()
+
+    async def _recover(self) -> None:
+        recovered = await self._repos.inbox.recover(self._lease_s)
+        self._last_recover = time.monotonic()
+        self.stats.recovered += recovered.requeued
+        if recovered.requeued or recovered.given_up:
+            log.warning("took back %d inbox claims of dead processes (%d given up)",
+                        recovered.requeued, recovered.given_up,
+                        extra={"action": "inbox_recover"})
+
+    async def _housekeeping(self) -> None:
+        if self._holding:
+            # A batch was cut off by an outage: its claims are ours, give them back.
+            await self._repos.inbox.release_own()
+            self._holding = False
+        now = time.monotonic()
+        if now - self._last_heartbeat >= HEARTBEAT_S:
+            if not await self._repos.jobs.heartbeat():
+                log.warning("this process was declared dead; registering again",
+                            extra={"action": "inbox_intake"})
+                await self._repos.jobs.register(self._hostname)
+            self._last_heartbeat = now
+        if now - self._last_recover >= self._lease_s:
+            await self._recover()
+
+    async def _release_on_stop(self) -> None:
+        with contextlib.suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                await self._repos.inbox.release_own()
+
+    async def process_batch(self) -> int:
+        """Claim and process up to one batch; returns how many messages were claimed."""
+        inbox = self._repos.inbox
+        messages = await inbox.claim(self._batch_size)
+        if not messages:
+            return 0
+        self._holding = True
+        decoded: list[tuple[InboxMessage, list[Intent]]] = []
+        for message in messages:
+            try:
+                decoded.append((message, [intent_from_dict(d) for d in message.intents]))
+            except (ValueError, TypeError, AttributeError) as exc:
+                # Retrying cannot make a malformed message readable.
+                await inbox.fail(message.id, f"unreadable intents: {exc}", 0.0, max_attempts=1)
+                self.stats.given_up += 1
+                log.error("inbox message %d has unreadable intents: %s", message.id, exc,
+                          extra={"action": "inbox_intake"})
+        try:
+            await self._apply(decoded)
+        except _MESSAGE_ERRORS as exc:
+            if isinstance(exc, CONNECTION_ERRORS):
+                raise
+            if len(decoded) == 1:
+                await self._fail(decoded[0][0], exc)
+            else:
+                await self._one_by_one(decoded)
+        self._holding = False
+        return len(messages)
+
+    async def _one_by_one(self, decoded: Sequence[tuple[InboxMessage, list[Intent]]]) -> None:
+        for one in decoded:
+            try:
+                await self._apply([one])
+            except _MESSAGE_ERRORS as exc:
+                if isinstance(exc, CONNECTION_ERRORS):
+                    raise
+                await self._fail(one[0], exc)
+
+    async def _fail(self, message: InboxMessage, exc: BaseException) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        given_up = await self._repos.inbox.fail(message.id, error,
+                                                self._backoff.delay_s(message.attempts))
+        if given_up:
+            self.stats.given_up += 1
+        else:
+            self.stats.failed += 1
+        log.warning("inbox message %d (%s %s) failed%s: %s", message.id, message.source,
+                    message.event, " for good" if given_up else "", error,
+                    extra={"action": "inbox_intake", "sender": message.source})
+
+    async def _apply(self, decoded: Sequence[tuple[InboxMessage, list[Intent]]]) -> None:
+        """Every message's effects and its processed mark, in one transaction."""
+        if not decoded:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            repos = self._repos
+            for work in _segments(decoded):
+                await self._apply_work(conn, work)
+            ids = [message.id for message, _ in decoded]
+            held = await repos.inbox.bound_to(conn).mark_processed(ids)
+        self.stats.processed += len(held)
+        if len(held) < len(ids):
+            log.warning("%d inbox claims were taken back while being processed",
+                        len(ids) - len(held), extra={"action": "inbox_intake"})
+
+    async def _apply_work(self, conn: Executor, work: _Work) -> None:
+        for inbox_id, requests in work.requests:
+            outcomes = await request_media_on(conn, self._repos, requests, inbox_id=inbox_id,
+                                              priority=WEBHOOK_PRIORITY)
+            self.stats.requests += len(outcomes)
+            self.stats.items_created += sum(1 for o in outcomes if o.created)
+        if work.rechecks:
+            await self._recheck(conn, work.rechecks)
+        if work.removes:
+            await self._remove(conn, work.removes)
+
+    async def _recheck(self, conn: Executor, rechecks: Sequence[RecheckShow | RecheckMovie]
+                       ) -> None:
+        by_ids = [r for r in rechecks if not r.ids.is_empty()]
+        found: list[ItemId | None] = []
+        if by_ids:
+            found = await self._repos.schedule.bound_to(conn).check_now_by_external_ids(
+                [(_kind(r), r.ids) for r in by_ids], WEBHOOK_PRIORITY)
+        movies: set[int] = set()
+        shows: set[int] = set()
+        by_title: list[RecheckShow | RecheckMovie] = [r for r in rechecks if r.ids.is_empty()]
+        for recheck, item_id in zip(by_ids, found, strict=True):
+            if item_id is None:
+                by_title.append(recheck)
+            elif isinstance(recheck, RecheckMovie):
+                movies.add(item_id)
+            else:
+                shows.add(item_id)
+        matched = await self._match_titles(conn, by_title)
+        shows_by_title: set[int] = set()
+        for recheck in by_title:
+            item_id = matched.get(_title_key(recheck))
+            if item_id is None:
+                self.stats.unknown += 1
+                log.debug("%s re-check of a title we do not track (%s, %s): ignored",
+                          recheck.source, recheck.title, recheck.ids.as_dict(),
+                          extra={"action": "inbox_intake", "sender": recheck.source})
+            elif isinstance(recheck, RecheckMovie):
+                movies.add(item_id)
+            else:
+                shows_by_title.add(item_id)
+        # Shows found by their ids are due already (check_now_by_external_ids).
+        if shows_by_title - shows:
+            await self._repos.schedule.bound_to(conn).check_now(
+                sorted(shows_by_title - shows), WEBHOOK_PRIORITY)
+        shows |= shows_by_title
+        if movies:
+            await self._repos.jobs.bound_to(conn).enqueue_many(
+                NewJob(JobKind.INDEX, item_id=i, priority=WEBHOOK_PRIORITY)
+                for i in sorted(movies))
+        self.stats.rechecked += len(shows) + len(movies)
+
+    async def _match_titles(
+        self, conn: Executor, rechecks: Sequence[RecheckShow | RecheckMovie]
+    ) -> dict[tuple[MediaKind, str, int | None], ItemId]:
+        """Tracked titles named by title (and year) only: media servers send no show ids."""
+        wanted = {_title_key(r) for r in rechecks if r.title}
+        catalog = self._repos.catalog.bound_to(conn)
+        matched: dict[tuple[MediaKind, str, int | None], ItemId] = {}
+        for key in sorted(wanted, key=str)[:MAX_TITLE_LOOKUPS]:
+            kind, title, year = key
+            hits = await catalog.search_titles(title, TITLE_CANDIDATES)
+            exact = [h.item for h in hits if h.item.kind == kind
+                     and _normalise(h.item.title) == title
+                     and (year is None or h.item.year is None or h.item.year == year)]
+            if exact:
+                matched[key] = min(exact, key=lambda item: item.id).id
+        return matched
+
+    async def _remove(self, conn: Executor, removes: Sequence[RemoveMedia]) -> None:
+        if not self._live.current.webhooks.follow_deletes:
+            for remove in removes:
+                log.debug("%s removal ignored: webhooks.follow_deletes is off", remove.source,
+                          extra={"action": "inbox_intake", "sender": remove.source})
+            return
+        catalog = self._repos.catalog.bound_to(conn)
+        doomed: set[int] = set()
+        for remove in removes:
+            if remove.ids.is_empty():
+                continue
+            doomed.update(item.id for item in
+                          await catalog.find_roots(MediaKind(remove.kind), remove.ids))
+        if doomed:
+            deleted = await self._repos.items.bound_to(conn).delete_many(sorted(doomed))
+            self.stats.removed += deleted
+            log.info("removed %d items deleted by their sender", len(doomed),
+                     extra={"action": "inbox_intake"})
+
+
+def _segments(decoded: Sequence[tuple[InboxMessage, list[Intent]]]) -> Iterator[_Work]:
+    """Group intents by effect, cut after each message that removes something.
+
+    Within a segment requests go first and removals last, so "added, then deleted" in one
+    batch ends deleted and "deleted, then added again" ends requested.
+    """
+    work = _Work()
+    for message, intents in decoded:
+        requests = [i for i in intents if isinstance(i, RequestMedia) and not i.ids.is_empty()]
+        if requests:
+            work.requests.append((message.id, requests))
+        work.rechecks.extend(i for i in intents if isinstance(i, RecheckShow | RecheckMovie))
+        removes = [i for i in intents if isinstance(i, RemoveMedia)]
+        if removes:
+            work.removes.extend(removes)
+            yield work
+            work = _Work()
+    if work.requests or work.rechecks:
+        yield work
+
+
+def _kind(recheck: RecheckShow | RecheckMovie) -> MediaKind:
+    return MediaKind.MOVIE if isinstance(recheck, RecheckMovie) else MediaKind.SHOW
+
+
+def _normalise(title: str) -> str:
+    return " ".join(title.split()).casefold()
+
+
+def _title_key(recheck: RecheckShow | RecheckMovie) -> tuple[MediaKind, str, int | None]:
+    return _kind(recheck), _normalise(recheck.title or ""), recheck.year
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process of this host still runs as ``pid`` (our own pid: not that one)."""
+    if pid == os.getpid():
+        # Containers start every daemon as the same pid: the registered one is gone.
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def start_intake(runtime: Runtime, tasks: BackgroundTasks, stack: AsyncExitStack) -> None:
+    """The ``inbox-intake`` loop."""
+    tasks.start("inbox-intake", InboxIntake.from_runtime(runtime).run)

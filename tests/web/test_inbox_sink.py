@@ -1,0 +1,239 @@
+"""The inbox writer: group commit, one effect per delivery, 503 while the database is down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from riven_async import keys
+from riven_async.app import build_app
+from riven_async.config import Settings
+from riven_async.db.inbox import InboxRepo
+from riven_async.domain.intents import (
+    ExternalIds,
+    Ignored,
+    Intent,
+    RecheckShow,
+    TestEvent,
+    delivery_key,
+)
+from riven_async.errors import DatabaseUnavailable
+from riven_async.web.inbox_sink import INBOX_SINK, GroupCommitSink
+from tests.conftest import TEST_API_KEY
+from tests.payloads import load_json
+
+AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+AUTH = {"X-Api-Key": TEST_API_KEY, "Content-Type": "application/json"}
+
+
+class GatedExecutor:
+    """The pool, except that the first statement waits until the test opens the gate."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.batches: list[int] = []
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
+        self.batches.append(len(args[0]))
+        if not self.entered.is_set():
+            self.entered.set()
+            await self.gate.wait()
+        return await self.pool.fetch(query, *args, timeout=timeout)
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        raise AssertionError("not used by insert_many")
+
+    async def executemany(self, command: str, args: Any, *, timeout: float | None = None) -> None:
+        raise AssertionError("not used by insert_many")
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+        raise AssertionError("not used by insert_many")
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0,
+                       timeout: float | None = None) -> Any:
+        raise AssertionError("not used by insert_many")
+
+
+def recheck(n: int) -> list[Intent]:
+    return [RecheckShow(ExternalIds(tvdb=n), f"Show {n}", "test", "sonarr")]
+
+
+async def inbox_rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT source, event, delivery_key, intents FROM inbox ORDER BY id")
+
+
+async def wait_queued(sink: GroupCommitSink, n: int) -> None:
+    for _ in range(1000):
+        if sink.queued >= n:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"only {sink.queued} deliveries queued, expected {n}")
+
+
+async def test_deliveries_arriving_during_a_write_are_committed_in_one_statement(
+    db_pool: asyncpg.Pool,
+) -> None:
+    gated = GatedExecutor(db_pool)
+    sink = GroupCommitSink(linger_s=0.0)
+    sink.start(InboxRepo(gated))
+    try:
+        first = asyncio.create_task(sink.accept("sonarr", "Grab", "k0", b"{}", recheck(0)))
+        await gated.entered.wait()
+        # The first delivery of an idle period went out alone, without waiting for company.
+        assert gated.batches == [1]
+        rest = [asyncio.create_task(sink.accept("sonarr", "Grab", f"k{n}", b"{}", recheck(n)))
+                for n in range(1, 50)]
+        await wait_queued(sink, 49)
+        assert not any(task.done() for task in [first, *rest])
+        gated.gate.set()
+        await asyncio.gather(first, *rest)
+    finally:
+        await sink.close()
+    assert gated.batches == [1, 49]
+    assert sink.stats.statements == 2
+    rows = await inbox_rows(db_pool)
+    assert sorted(r["delivery_key"] for r in rows) == sorted(f"k{n}" for n in range(50))
+    assert rows[0]["intents"][0]["type"] == "RecheckShow"
+
+
+async def test_the_first_delivery_after_idle_does_not_wait_for_the_linger(
+    db_pool: asyncpg.Pool,
+) -> None:
+    # A linger of an hour: a write that waited for it would hang the test.
+    sink = GroupCommitSink(linger_s=3600.0)
+    sink.start(InboxRepo(db_pool))
+    try:
+        for n in range(3):
+            await asyncio.wait_for(sink.accept("sonarr", "Grab", f"k{n}", b"{}", recheck(n)),
+                                   timeout=20)
+    finally:
+        await sink.close()
+    assert sink.stats.statements == 3
+    assert len(await inbox_rows(db_pool)) == 3
+
+
+async def test_a_bad_row_fails_alone_and_its_batch_mates_are_stored(
+    db_pool: asyncpg.Pool,
+) -> None:
+    gated = GatedExecutor(db_pool)
+    sink = GroupCommitSink(linger_s=0.0)
+    sink.start(InboxRepo(gated))
+    try:
+        first = asyncio.create_task(sink.accept("sonarr", "Grab", "k0", b"{}", recheck(0)))
+        await gated.entered.wait()
+        good = asyncio.create_task(sink.accept("sonarr", "Grab", "k1", b"{}", recheck(1)))
+        bad = asyncio.create_task(sink.accept("sonarr", "Grab", "k2", b"{not json", recheck(2)))
+        await wait_queued(sink, 2)
+        gated.gate.set()
+        await asyncio.gather(first, good)
+        with pytest.raises(asyncpg.PostgresError):
+            await bad
+    finally:
+        await sink.close()
+    assert sorted(r["delivery_key"] for r in await inbox_rows(db_pool)) == ["k0", "k1"]
+    assert sink.stats.failed == 1
+
+
+async def test_deliveries_with_nothing_to_do_are_not_stored(db_pool: asyncpg.Pool) -> None:
+    sink = GroupCommitSink()
+    sink.start(InboxRepo(db_pool))
+    try:
+        await sink.accept("sonarr", "Test", "k0", b"{}", [TestEvent("sonarr")])
+        await sink.accept("plex", "media.play", "k1", b"{}", [Ignored("not a new item")])
+    finally:
+        await sink.close()
+    assert await inbox_rows(db_pool) == []
+    assert sink.stats.statements == 0
+
+
+async def test_a_closed_writer_answers_unavailable(db_pool: asyncpg.Pool) -> None:
+    sink = GroupCommitSink()
+    sink.start(InboxRepo(db_pool))
+    await sink.close()
+    with pytest.raises(DatabaseUnavailable):
+        await sink.accept("sonarr", "Grab", "k0", b"{}", recheck(0))
+
+
+def show_update(tvdb: int, title: str = "Severance") -> bytes:
+    return orjson.dumps({"tvdb_id": tvdb, "title": title})
+
+
+async def test_concurrent_webhooks_share_statements_and_every_2xx_has_a_row(
+    aiohttp_client: AiohttpClient, db_settings: Settings
+) -> None:
+    client = await aiohttp_client(build_app(db_settings))
+    sink = client.app[INBOX_SINK]
+    bodies = [show_update(1000 + n) for n in range(40)]
+    responses = await asyncio.gather(*(client.post("/webhook/show-update", data=body,
+                                                   headers=AUTH) for body in bodies))
+    assert [r.status for r in responses] == [202] * 40
+    keys_answered = {(await r.json())["delivery"] for r in responses}
+    rows = await inbox_rows(client.app[keys.POOL])
+    assert {r["delivery_key"] for r in rows} == keys_answered
+    assert len(rows) == 40
+    assert sink.stats.statements < 40
+
+
+async def test_a_retried_delivery_is_stored_once(
+    aiohttp_client: AiohttpClient, db_settings: Settings
+) -> None:
+    client = await aiohttp_client(build_app(db_settings))
+    body = orjson.dumps(load_json("sonarr_grab.json"))
+    first = await asyncio.gather(*(client.post("/webhook/sonarr", data=body, headers=AUTH)
+                                   for _ in range(5)))
+    again = await client.post("/webhook/sonarr", data=body, headers=AUTH)
+    assert [r.status for r in [*first, again]] == [202] * 6
+    rows = await inbox_rows(client.app[keys.POOL])
+    assert len(rows) == 1
+    assert rows[0]["delivery_key"] == (await again.json())["delivery"]
+    assert client.app[INBOX_SINK].stats.duplicates >= 1
+
+
+async def test_webhooks_answer_503_while_the_database_is_down_and_lose_nothing(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
+) -> None:
+    client = await aiohttp_client(build_app(make_settings()))
+    before = await client.post("/webhook/show-update", data=show_update(1), headers=AUTH)
+    assert before.status == 202
+    embedded = client.app[keys.EMBEDDED_PG]
+    await embedded.stop()
+    try:
+        down = await client.post("/webhook/show-update", data=show_update(2), headers=AUTH)
+        assert down.status == 503
+        assert int(down.headers["Retry-After"]) > 0
+        body = await down.json()
+        assert "unavailable" in body["error"]
+        assert "field" in body
+        # Deliveries with nothing to store are still answered: senders keep the hook.
+        test_body = orjson.dumps(load_json("sonarr_test.json"))
+        assert (await client.post("/webhook/sonarr", data=test_body, headers=AUTH)).status == 200
+    finally:
+        await embedded.start()
+    after = await client.post("/webhook/show-update", data=show_update(3), headers=AUTH)
+    assert after.status == 202, await after.text()
+    rows = await inbox_rows(client.app[keys.POOL])
+    stored = {r["delivery_key"] for r in rows}
+    assert stored == {delivery_key("show_update", orjson.dumps({"title": "Severance",
+                                                                "tvdb_id": n}))
+                      for n in (1, 3)}
+
+
+async def test_metrics_carry_the_webhooks_section(
+    aiohttp_client: AiohttpClient, db_settings: Settings
+) -> None:
+    client = await aiohttp_client(build_app(db_settings))
+    assert (await client.post("/webhook/show-update", data=show_update(7),
+                              headers=AUTH)).status == 202
+    metrics = await (await client.get("/metrics", headers=AUTH)).json()
+    counts = metrics["webhooks"]["show_update"]["show-update"]
+    assert counts["received"] == 1
+    assert counts["accepted"] == 1
