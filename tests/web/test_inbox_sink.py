@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from riven_async import keys
 from riven_async.app import build_app
 from riven_async.config import Settings
+from riven_async.db.executor import CountingExecutor
 from riven_async.db.inbox import InboxRepo
 from riven_async.domain.intents import (
     ExternalIds,
@@ -33,34 +34,21 @@ AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 AUTH = {"X-Api-Key": TEST_API_KEY, "Content-Type": "application/json"}
 
 
-class GatedExecutor:
+class GatedExecutor(CountingExecutor):
     """The pool, except that the first statement waits until the test opens the gate."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+        super().__init__(pool)
         self.entered = asyncio.Event()
         self.gate = asyncio.Event()
         self.batches: list[int] = []
 
-    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:  # noqa: ASYNC109
         self.batches.append(len(args[0]))
         if not self.entered.is_set():
             self.entered.set()
             await self.gate.wait()
-        return await self.pool.fetch(query, *args, timeout=timeout)
-
-    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
-        raise AssertionError("not used by insert_many")
-
-    async def executemany(self, command: str, args: Any, *, timeout: float | None = None) -> None:
-        raise AssertionError("not used by insert_many")
-
-    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:
-        raise AssertionError("not used by insert_many")
-
-    async def fetchval(self, query: str, *args: Any, column: int = 0,
-                       timeout: float | None = None) -> Any:
-        raise AssertionError("not used by insert_many")
+        return await super().fetch(query, *args, timeout=timeout)
 
 
 def recheck(n: int) -> list[Intent]:
