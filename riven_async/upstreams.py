@@ -7,7 +7,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Final
 
-from riven_async.config import Settings, UpstreamSection, parse_window
+from yarl import URL
+
+from riven_async.config import Settings, UpstreamSection, UpstreamsSection, parse_window
 from riven_async.core.clock import Clock
 from riven_async.core.http import ApiKeyAuth, HttpClient, HttpStats, Secret, UpstreamPolicy
 
@@ -33,6 +35,9 @@ DEFAULT_AUTH: Final[Mapping[str, ApiKeyAuth]] = MappingProxyType(
     }
 )
 _TMDB_V3 = ApiKeyAuth("query", "api_key")
+STREMIO_ADDONS = frozenset({"torrentio", "comet", "mediafusion"})
+# Shorter paths are an addon's mount point ("/stremio"), not a config that may hold a key.
+_MIN_ADDON_CONFIG_CHARS = 8
 
 
 def default_auth(name: str, api_key: str) -> ApiKeyAuth | None:
@@ -40,6 +45,15 @@ def default_auth(name: str, api_key: str) -> ApiKeyAuth | None:
     if name == "tmdb":
         return _BEARER if api_key.startswith("eyJ") or api_key.count(".") == 2 else _TMDB_V3
     return DEFAULT_AUTH.get(name)
+
+
+def addon_config_segment(base_url: str) -> str | None:
+    """A stremio addon's config path after its origin (may carry a debrid key), or None."""
+    try:
+        path = URL(base_url.strip()).path.strip("/")
+    except ValueError:
+        return None
+    return path if len(path) >= _MIN_ADDON_CONFIG_CHARS else None
 
 
 def policy_from_section(
@@ -53,10 +67,15 @@ def policy_from_section(
     """The plain-typed policy for one ``[upstreams.<name>]`` section.
 
     ``scrub`` adds strings to mask in messages (other upstreams' keys, which may travel
-    inside a stremio addon's config segment); ``auth`` and ``headers`` override the
-    defaults for this upstream.
+    inside a stremio addon's config segment); a stremio addon's own config segment is
+    always masked. ``auth`` and ``headers`` override the defaults for this upstream.
     """
     key = section.api_key.get_secret_value()
+    masked = list(scrub)
+    if name in STREMIO_ADDONS:
+        segment = addon_config_segment(section.base_url)
+        if segment is not None:
+            masked.append(segment)
     return UpstreamPolicy(
         name=name,
         base_url=section.base_url,
@@ -74,8 +93,19 @@ def policy_from_section(
         api_key=Secret(key),
         auth=auth if auth is not None else default_auth(name, key),
         headers=tuple((headers if headers is not None else dict(_JSON)).items()),
-        scrub=tuple(Secret(s) for s in scrub if s and s != key),
+        scrub=tuple(Secret(s) for s in dict.fromkeys(masked) if s and s != key),
     )
+
+
+def _addon_segments(upstreams: UpstreamsSection) -> list[str]:
+    found: list[str] = []
+    for name in sorted(STREMIO_ADDONS):
+        section = getattr(upstreams, name, None)
+        if isinstance(section, UpstreamSection) and section.enabled:
+            segment = addon_config_segment(section.base_url)
+            if segment is not None:
+                found.append(segment)
+    return found
 
 
 class UpstreamClients:
@@ -91,8 +121,9 @@ class UpstreamClients:
         Call it inside the running loop (aiohttp sessions are bound to it) and close the
         result with ``aclose()`` (the composition root does so in a cleanup context).
         """
-        secrets = settings.secrets()
         upstreams = settings.upstreams
+        # Every client masks every addon's config too (a key may travel in another's URL).
+        secrets = [*settings.secrets(), *_addon_segments(upstreams)]
         clients: dict[str, HttpClient] = {}
         for name in type(upstreams).model_fields:
             section = getattr(upstreams, name)

@@ -12,6 +12,7 @@ from riven_async.db.executor import Executor
 from riven_async.db.queries import QueryFile
 from riven_async.db.repository import Now, Repository, ids_array, utc_now
 from riven_async.domain.releases import Infohash, Release, ScrapedRelease, normalize_infohash
+from riven_async.domain.states import State
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,18 @@ class BlacklistEntry:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class SeasonEntry:
+    """A season's row (``episode_number`` None) or one of its episodes, with its releases."""
+
+    item_id: int
+    episode_number: int | None
+    state: State
+    aired_at: datetime | None
+    scraped_at: datetime | None
+    releases: int
+
+
 class ReleasesRepo(Repository):
     """Releases per item; every method is one statement."""
 
@@ -47,6 +60,7 @@ class ReleasesRepo(Repository):
         self._blacklist_many = self._sql("blacklist_many")
         self._blacklist_for = self._sql("blacklist_for")
         self._prune_keep_best = self._sql("prune_keep_best")
+        self._season_status = self._sql("season_status")
 
     async def insert_many(self, found: Iterable[ScrapedRelease]) -> Stored:
         """Store scraped releases in one statement; blacklisted ones are skipped.
@@ -111,6 +125,15 @@ class ReleasesRepo(Repository):
         """Keep only the best ``keep`` releases of each item; returns how many went."""
         return int(await self._executor.fetchval(self._prune_keep_best,
                                                  ids_array(list(item_ids)), keep))
+
+    async def season_status(self, show_id: int, season_number: int) -> list[SeasonEntry]:
+        """A season's row, then its episodes, each with its count of usable releases."""
+        records = await self._executor.fetch(self._season_status, show_id, season_number)
+        return [
+            SeasonEntry(r["id"], r["episode_number"], State(r["state"]), r["aired_at"],
+                        r["scraped_at"], r["releases"])
+            for r in records
+        ]
 
 
 def _text_array(values: Sequence[str]) -> str:

@@ -7,7 +7,7 @@ import functools
 import logging
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, assert_never
 
@@ -351,6 +351,14 @@ class Ranker:
         if minimum <= 0 or candidate.cached_hint or candidate.seeders is None:
             return None
         return "too_few_seeders" if candidate.seeders < minimum else None
+
+
+def summary_is_pack(parsed: Mapping[str, Any]) -> bool:
+    """Whether a stored ``RankedRelease.parsed`` describes a pack (as ``RankedRelease.is_pack``)."""
+    seasons, episodes = parsed.get("seasons") or [], parsed.get("episodes") or []
+    if len(episodes) > 1 or len(seasons) > 1:
+        return True
+    return not episodes and (bool(seasons) or bool(parsed.get("complete")))
 
 
 def _fit_reason(target: Target, parsed: _Parsed) -> str | None:

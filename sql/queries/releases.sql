@@ -77,3 +77,16 @@ WITH ranked AS (
     RETURNING 1
 )
 SELECT count(*) FROM gone;
+
+-- name: season_status
+-- A season's row and its episodes (season first), each with its state, air time, last scrape and how many usable releases it has.
+-- $1 show_id bigint, $2 season_number integer
+SELECT i.id, i.episode_number, i.state, i.aired_at, i.scraped_at,
+       (SELECT count(*) FROM releases r
+        WHERE r.item_id = i.id
+          AND NOT EXISTS (SELECT 1 FROM release_blacklist b
+                          WHERE b.item_id = r.item_id AND b.infohash = r.infohash)
+       )::integer AS releases
+FROM items i
+WHERE i.show_id = $1::bigint AND i.season_number = $2::integer
+ORDER BY i.episode_number NULLS FIRST;

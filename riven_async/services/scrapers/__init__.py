@@ -134,7 +134,8 @@ class ScrapedRelease:
     ``size_bytes`` is the whole torrent's size when the upstream states it;
     ``file_size_bytes`` the size of the file that plays the query (stremio addons report
     that one for packs). ``source`` is the scraper that found it; after a fan-out merge,
-    ``sources`` lists every scraper that did, ``source`` first.
+    ``sources`` lists every scraper that did, ``source`` first. ``cached_on`` names the
+    debrid services a cached marker (``[RD+]``) said hold it.
     """
 
     infohash: str
@@ -148,6 +149,7 @@ class ScrapedRelease:
     provider: str | None = None
     cached_hint: bool = False
     sources: tuple[str, ...] = field(default=())
+    cached_on: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not (len(self.infohash) == 40 and _HEX40_RE.fullmatch(self.infohash)):
@@ -240,6 +242,7 @@ def _richer(seen: ScrapedRelease, other: ScrapedRelease) -> ScrapedRelease:
         provider=seen.provider if seen.provider is not None else other.provider,
         cached_hint=seen.cached_hint or other.cached_hint,
         sources=sources,
+        cached_on=seen.cached_on + tuple(c for c in other.cached_on if c not in seen.cached_on),
     )
 
 

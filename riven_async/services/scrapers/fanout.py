@@ -22,8 +22,14 @@ from riven_async.services.scrapers import (
     WarmUp,
     merge_releases,
 )
-from riven_async.services.scrapers.stremio import StremioScraper
-from riven_async.services.scrapers.torznab import JACKETT_FEED, TorznabScraper
+from riven_async.services.scrapers.bencode import MAX_TORRENT_BYTES
+from riven_async.services.scrapers.stremio import RATE_LIMIT_NOTICE_PAUSE_S, StremioScraper
+from riven_async.services.scrapers.torznab import (
+    JACKETT_FEED,
+    MAX_LINK_FETCHES,
+    SEARCH_LIMIT,
+    TorznabScraper,
+)
 from riven_async.services.scrapers.zilean import ZileanScraper
 
 log = logging.getLogger(__name__)
@@ -466,13 +472,18 @@ def build_scrapers(
     torznab_feed_path: str = JACKETT_FEED,
     torznab_movie_categories: Sequence[int] = (2000,),
     torznab_tv_categories: Sequence[int] = (5000,),
+    torznab_search_limit: int = SEARCH_LIMIT,
+    torznab_max_link_fetches: int = MAX_LINK_FETCHES,
+    torznab_link_origins: Collection[str] = (),
+    torznab_torrent_max_bytes: int = MAX_TORRENT_BYTES,
+    stremio_notice_pause_s: float = RATE_LIMIT_NOTICE_PAUSE_S,
 ) -> list[Scraper]:
     """One scraper per enabled scraping upstream, in the order the fan-out merges them."""
     scrapers: list[Scraper] = []
     for name in STREMIO_UPSTREAMS:
         client = clients.get(name)
         if client is not None:
-            scrapers.append(StremioScraper(client))
+            scrapers.append(StremioScraper(client, rate_limit_pause_s=stremio_notice_pause_s))
     torznab = clients.get("torznab")
     if torznab is not None:
         scrapers.append(
@@ -482,6 +493,10 @@ def build_scrapers(
                 feed_path=torznab_feed_path,
                 movie_categories=torznab_movie_categories,
                 tv_categories=torznab_tv_categories,
+                limit=torznab_search_limit,
+                max_link_fetches=torznab_max_link_fetches,
+                link_origins=torznab_link_origins,
+                torrent_max_bytes=torznab_torrent_max_bytes,
             )
         )
     zilean = clients.get("zilean")

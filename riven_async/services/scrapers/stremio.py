@@ -57,6 +57,21 @@ _PROVIDER_RE = re.compile(r"(?:⚙\ufe0f?|🔎|🔗)[ \t]*([^\n]*)")
 _MARKERS = ("👤", "💾", "⚙", "🔎", "🔗", "📹", "⭐", "🏷", "🔊", "🌐", "📄", "📂")
 _FLAG_RE = re.compile(r"[\U0001F1E6-\U0001F1FF]")
 _CACHED_NAME_RE = re.compile(r"\[[^\]\s]{1,12}\+\]|⚡")
+# The debrid short name before the marker: "[RD+]", "[RD⚡]", "RD ⚡️".
+_CACHED_SERVICE_RE = re.compile(r"\[?([A-Za-z]{2,6})(?:\+\]|\s*⚡)")
+# Stremio addons' debrid short names (Torrentio's list) -> our service names.
+_DEBRID_NAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "rd": "realdebrid",
+        "ad": "alldebrid",
+        "tb": "torbox",
+        "pm": "premiumize",
+        "dl": "debridlink",
+        "ed": "easydebrid",
+        "oc": "offcloud",
+        "putio": "putio",
+    }
+)
 _EXTENSION_RE = re.compile(r"\.[A-Za-z0-9]{2,4}$")
 _NOT_ALNUM_RE = re.compile(r"[\W_]+")
 
@@ -140,6 +155,17 @@ def _size(text: str) -> int | None:
 def is_cached_name(name: str) -> bool:
     """``[RD+]`` (Torrentio), ``[RD⚡]`` (Comet), ``RD ⚡️`` (MediaFusion): cached on a debrid."""
     return bool(_CACHED_NAME_RE.search(name))
+
+
+def cached_services(name: str) -> tuple[str, ...]:
+    """The debrid services a cached marker names (``[RD+]`` -> ``("realdebrid",)``)."""
+    found: list[str] = []
+    for match in _CACHED_SERVICE_RE.finditer(name):
+        short = match[1].lower()
+        service = _DEBRID_NAMES.get(short, short)
+        if service not in found:
+            found.append(service)
+    return tuple(found)
 
 
 def infohash_from_url(url: str) -> str | None:
@@ -322,6 +348,7 @@ class StremioScraper:
             seeders=info.seeders,
             provider=info.provider,
             cached_hint=is_cached_name(stream.name),
+            cached_on=cached_services(stream.name),
         )
 
     def _soft_failure(self, query: ScrapeQuery, notices: list[str]) -> ScrapeResult:
