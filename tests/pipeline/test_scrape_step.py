@@ -177,6 +177,33 @@ async def test_one_hanging_scraper_costs_only_its_timeout(
         assert health["torrentio"].outcomes == {"ok": 1}
 
 
+async def test_a_completed_item_is_upgraded_only_to_a_better_release(
+    db_pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    async with scrape_rig(db_pool, db_dsn, ranking={"resolutions": ["1080p"]}) as rig:
+        movie = _movie(rig.sims, lambda rs: "1080p" in _resolutions(rs) and any(
+            r.resolution == "2160p" and r.source == "WEB-DL" for r in rs))
+        item_id = await rig.add_movie(movie)
+        first = _download(await rig.step.run(rig.job(item_id)))
+        for state in (State.DOWNLOADED, State.LINKED, State.COMPLETED):
+            await rig.repos.items.set_state_many([item_id], state)
+        # Same profile: nothing better turns up, the item stays completed.
+        assert await rig.step.run(rig.job(item_id)) == StepResult()
+        assert (await rig.item(item_id)).state is State.COMPLETED
+        # The profile now wants 2160p first (a reload): the scrape finds an upgrade.
+        live = rig.runtime.live
+        live.current = live.current.model_copy(update={
+            "ranking": RankingSection(resolutions=["2160p", "1080p"])})
+        upgrade = _download(await rig.step.run(rig.job(item_id)))
+        assert upgrade["upgrade"] is True
+        assert upgrade["infohash"] != first["infohash"]
+        best = (await rig.releases(item_id))[0]
+        assert best.infohash == upgrade["infohash"]
+        assert best.parsed.get("resolution") == "2160p"
+        assert (await rig.item(item_id)).state is State.SCRAPED
+        assert rig.step.counts["upgrade_found"] == 1
+
+
 # -- nothing found: the schedule ------------------------------------------------------------
 
 
