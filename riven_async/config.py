@@ -449,6 +449,7 @@ class IndexerSection(Section):
 class DetectionSection(Section):
     """When shows and movies are checked again, and how new episodes are noticed."""
 
+    enabled: bool = True
     changes_interval_s: PositiveSeconds = 600.0
     changes_window_s: PositiveSeconds = 14 * 86400.0
     release_delay_s: float = Field(default=900.0, ge=0)

@@ -12,7 +12,7 @@ from riven_async.core.tasks import BackgroundTasks
 from riven_async.domain.queue import JobKind
 from riven_async.pipeline import intake
 from riven_async.pipeline.runtime import Runtime
-from riven_async.pipeline.steps import scrape
+from riven_async.pipeline.steps import index, scrape
 from riven_async.pipeline.steps.base import StepFactory
 
 # A loop starter builds what it needs, starts its task(s) on ``tasks`` (watched by the
@@ -25,6 +25,7 @@ LoopStarter = Callable[[Runtime, BackgroundTasks, AsyncExitStack], Awaitable[Non
 def step_factories() -> dict[JobKind, StepFactory]:
     """The step of each job kind that has one."""
     factories: dict[JobKind, StepFactory] = {}
+    factories[JobKind.INDEX] = index.build
     factories[JobKind.SCRAPE] = scrape.build
     return factories
 

@@ -112,9 +112,11 @@ WITH cutoff AS (
     UNION ALL
     SELECT id FROM movies
 ), released AS (
+    -- The state test is repeated here: a row changed meanwhile (paused, failed) is re-read
+    -- under its row lock and left alone, not overwritten from this statement's snapshot.
     UPDATE items i SET state = 'indexed', state_changed_at = now(), updated_at = now()
     FROM aired a
-    WHERE i.id = a.id
+    WHERE i.id = a.id AND i.state = 'unreleased'
     RETURNING i.id, i.show_id
 ), moved_on AS (
     -- Each show's next release: its earliest episode that is still unreleased after this.
@@ -204,7 +206,7 @@ WITH cutoff AS (
                      ELSE 'unreleased' END::item_state,
         state_changed_at = now(), updated_at = now()
     FROM members m, cutoff c
-    WHERE i.id = m.id
+    WHERE i.id = m.id AND i.state = m.state  -- re-checked under the row lock, as above
       AND ((m.state = 'unreleased' AND m.aired_at <= c.at)
            OR (m.state = 'indexed' AND m.aired_at > c.at))
     RETURNING i.id, i.state

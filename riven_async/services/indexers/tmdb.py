@@ -511,22 +511,33 @@ class TmdbIndexer:
         seasons: Iterable[int] = (),
         fresh: bool = False,
         tvmaze_id: int | None = None,
+        only_seasons: Collection[int] | None = None,
     ) -> IndexedShow:
         """The show with the seasons worth fetching, and exact air times where TVMaze has them.
 
         ``known_seasons`` maps season number to the fingerprint stored from the last index
         (None: first index, fetch everything); ``seasons`` forces seasons (a webhook's
-        hint). TVMaze is asked only when some season is fetched, by ``tvmaze_id`` if known.
+        hint); ``only_seasons`` (a request for some seasons) leaves every other season
+        unfetched. TVMaze is asked only when some season is fetched, by ``tvmaze_id`` if
+        known.
         """
         details = await self._tv_details(tmdb_id, fresh)
         now = self._clock.now()
         listed = tuple(
             SeasonSummary(s.season_number, s.episode_count, s.air_date) for s in details.seasons
         )
+        always = self._always_fetch(details, seasons, now.date())
+        if only_seasons is not None:
+            always.intersection_update(only_seasons)
         plan = plan_season_fetches(
-            (s for s in listed if s.number > 0 or self._include_specials),
+            (
+                s
+                for s in listed
+                if (s.number > 0 or self._include_specials)
+                and (only_seasons is None or s.number in only_seasons)
+            ),
             known_seasons,
-            always=self._always_fetch(details, seasons, now.date()),
+            always=always,
             today=now.date(),
             settle_days=self._settle_days,
         )
