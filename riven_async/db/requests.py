@@ -65,21 +65,37 @@ async def request_media_on(
     priority: int = 0,
 ) -> list[RequestOutcome]:
     """``request_media`` inside the caller's transaction on ``conn``."""
-    if not requests:
-        return []
-    # A canonical order keeps overlapping batches taking their locks in the same order.
-    order = sorted(range(len(requests)), key=lambda i: _title_key(requests[i]))
-    outcomes_sorted = await repos.items.bound_to(conn).request_many(
-        [requests[i] for i in order], inbox_id
-    )
-    outcomes: list[RequestOutcome | None] = [None] * len(requests)
-    for position, index in enumerate(order):
-        outcomes[index] = outcomes_sorted[position]
-    item_ids = sorted({o.item_id for o in outcomes_sorted})
-    await repos.jobs.bound_to(conn).enqueue_many(
-        NewJob(JobKind.INDEX, item_id=item_id, priority=priority) for item_id in item_ids
-    )
-    return [o for o in outcomes if o is not None]
+    [outcomes] = await request_media_groups_on(conn, repos, [(inbox_id, requests)],
+                                               priority=priority)
+    return outcomes
+
+
+async def request_media_groups_on(
+    conn: Executor,
+    repos: Repos,
+    groups: Sequence[tuple[int | None, Sequence[RequestMedia]]],
+    *,
+    priority: int = 0,
+) -> list[list[RequestOutcome]]:
+    """Several deliveries' requests (each recorded with its inbox id) in the caller's
+    transaction: one ``request_many`` per delivery, one ``enqueue_many`` for them all."""
+    items = repos.items.bound_to(conn)
+    results: list[list[RequestOutcome]] = []
+    for inbox_id, requests in groups:
+        # A canonical order keeps overlapping batches taking their locks in the same order.
+        order = sorted(range(len(requests)), key=lambda i: _title_key(requests[i]))
+        outcomes_sorted = await items.request_many([requests[i] for i in order], inbox_id) \
+            if requests else []
+        outcomes: list[RequestOutcome | None] = [None] * len(requests)
+        for position, index in enumerate(order):
+            outcomes[index] = outcomes_sorted[position]
+        results.append([o for o in outcomes if o is not None])
+    item_ids = sorted({o.item_id for group in results for o in group})
+    if item_ids:
+        await repos.jobs.bound_to(conn).enqueue_many(
+            NewJob(JobKind.INDEX, item_id=item_id, priority=priority) for item_id in item_ids
+        )
+    return results
 
 
 def _title_key(request: RequestMedia) -> tuple[str, int, int, str, int]:

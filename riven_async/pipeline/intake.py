@@ -28,7 +28,7 @@ from riven_async.db.executor import Executor
 from riven_async.db.notify import CHANNEL_INBOX, wait_for_wake
 from riven_async.db.pool import CONNECTION_ERRORS
 from riven_async.db.repos import Repos
-from riven_async.db.requests import request_media_on
+from riven_async.db.requests import request_media_groups_on
 from riven_async.domain.intents import (
     Intent,
     RecheckMovie,
@@ -44,7 +44,7 @@ from riven_async.pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 100
+BATCH_SIZE = 250
 POLL_S = 5.0
 # A process silent this long is dead: its claims are taken back (start-up and periodically).
 LEASE_S = 60.0
@@ -82,7 +82,7 @@ class IntakeStats:
 class _Work:
     """One segment's intents, grouped by effect."""
 
-    requests: list[tuple[int, list[RequestMedia]]] = field(default_factory=list)
+    requests: list[tuple[int | None, Sequence[RequestMedia]]] = field(default_factory=list)
     rechecks: list[RecheckShow | RecheckMovie] = field(default_factory=list)
     removes: list[RemoveMedia] = field(default_factory=list)
 
@@ -261,11 +261,12 @@ class InboxIntake:
                         len(ids) - len(held), extra={"action": "inbox_intake"})
 
     async def _apply_work(self, conn: Executor, work: _Work) -> None:
-        for inbox_id, requests in work.requests:
-            outcomes = await request_media_on(conn, self._repos, requests, inbox_id=inbox_id,
-                                              priority=WEBHOOK_PRIORITY)
-            self.stats.requests += len(outcomes)
-            self.stats.items_created += sum(1 for o in outcomes if o.created)
+        if work.requests:
+            groups = await request_media_groups_on(conn, self._repos, work.requests,
+                                                   priority=WEBHOOK_PRIORITY)
+            for outcomes in groups:
+                self.stats.requests += len(outcomes)
+                self.stats.items_created += sum(1 for o in outcomes if o.created)
         if work.rechecks:
             await self._recheck(conn, work.rechecks)
         if work.removes:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import orjson
@@ -119,6 +120,10 @@ class GroupCommitSink:
         """Deliveries waiting for the next write."""
         return len(self._queue)
 
+    async def section(self) -> Mapping[str, Any]:
+        """The ``inbox_writer`` section of ``/metrics``: batches, retries, 503s."""
+        return {**self.stats.as_dict(), "queued": self.queued}
+
     async def accept(
         self, sender: str, event: str, delivery_key: str, payload: bytes, intents: list[Intent]
     ) -> None:
@@ -133,7 +138,7 @@ class GroupCommitSink:
         delivery = InboxDelivery(
             source=sender, event=event, delivery_key=delivery_key,
             payload_json=payload.decode("utf-8"),
-            intents_json=orjson.dumps([intent_to_dict(i) for i in actionable]).decode(),
+            intents_json=intents_json(actionable),
         )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(delivery, done))
@@ -214,6 +219,20 @@ class GroupCommitSink:
         _settle(batch, None)
 
 
+def intents_json(intents: Sequence[Intent]) -> str:
+    """``[intent_to_dict(i), ...]`` as JSON text, several times faster.
+
+    orjson serialises the (nested, slotted) dataclasses natively; only the ``type`` key is
+    spliced in front. ``dataclasses.asdict`` took a tenth of a webhook's CPU time.
+    """
+    parts = []
+    for intent in intents:
+        fields = orjson.dumps(intent)
+        parts.append(b'{"type":"' + type(intent).__name__.encode() + b'",' + fields[1:]
+                     if len(fields) > 2 else orjson.dumps(intent_to_dict(intent)))
+    return (b"[" + b",".join(parts) + b"]").decode()
+
+
 def _keys(batch: Sequence[_Waiting]) -> set[tuple[str, str]]:
     return {(w.delivery.source, w.delivery.delivery_key) for w in batch}
 
@@ -247,6 +266,7 @@ def setup_webhooks(app: web.Application, sink: GroupCommitSink | None = None) ->
     stats = add_webhook_routes(app, sink, options=lambda: parse_options(live.current.webhooks))
     app[WEBHOOK_STATS] = stats
     app[keys.METRICS].register("webhooks", stats.section)
+    app[keys.METRICS].register("inbox_writer", sink.section)
     app.cleanup_ctx.append(_inbox_writer_ctx)
     return stats
 

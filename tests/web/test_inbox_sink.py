@@ -18,15 +18,22 @@ from riven_async.config import Settings
 from riven_async.db.executor import CountingExecutor
 from riven_async.db.inbox import InboxRepo
 from riven_async.domain.intents import (
+    EpisodeNumber,
     ExternalIds,
     Ignored,
     Intent,
+    RecheckMovie,
     RecheckShow,
+    RemoveMedia,
+    RequestMedia,
+    ServerRef,
     TestEvent,
     delivery_key,
+    intent_from_dict,
+    intent_to_dict,
 )
 from riven_async.errors import DatabaseUnavailable
-from riven_async.web.inbox_sink import INBOX_SINK, GroupCommitSink
+from riven_async.web.inbox_sink import INBOX_SINK, GroupCommitSink, intents_json
 from tests.conftest import TEST_API_KEY
 from tests.payloads import load_json
 
@@ -225,3 +232,18 @@ async def test_metrics_carry_the_webhooks_section(
     counts = metrics["webhooks"]["show_update"]["show-update"]
     assert counts["received"] == 1
     assert counts["accepted"] == 1
+
+
+def test_stored_intents_read_back_as_the_intents_the_parsers_made() -> None:
+    intents: list[Intent] = [
+        RecheckShow(ExternalIds(tvdb=1, imdb="tt1234567"), "Show", "Grab", "sonarr",
+                    year=2020, seasons=(1, 2), episodes=(EpisodeNumber(1, 2),),
+                    server_ref=ServerRef("plex", "123", None)),
+        RecheckMovie(ExternalIds(tmdb=5), None, None, "Download", "radarr"),
+        RequestMedia("show", ExternalIds(tmdb=9), "T", 2021, (1,), "overseerr", "bob", "43"),
+        RequestMedia("movie", ExternalIds(tmdb=8), None, None, None, "radarr"),
+        RemoveMedia("movie", ExternalIds(tmdb=8), "M", "radarr", "MovieDelete"),
+    ]
+    stored = orjson.loads(intents_json(intents))
+    assert stored == orjson.loads(orjson.dumps([intent_to_dict(i) for i in intents]))
+    assert [intent_from_dict(d) for d in stored] == intents
