@@ -375,6 +375,9 @@ class TorznabScraper:
         self._torrent_max_bytes = torrent_max_bytes
         self._torrent_parse_timeout_s = torrent_parse_timeout_s
         self._caps: dict[str, Caps] = {}
+        # Feeds whose last caps answer could not be used: the client may hold that answer
+        # in its cache (a 200 with a broken body), so their next fetch goes past it.
+        self._caps_failed: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<TorznabScraper {self.name} feeds={len(self._feeds)}>"
@@ -455,8 +458,9 @@ class TorznabScraper:
             feed.path,
             params={"t": "caps"},
             cache_namespace=CAPS_NAMESPACE,
-            bypass_cache=refresh,
+            bypass_cache=refresh or feed.label in self._caps_failed,
         )
+        self._caps_failed.add(feed.label)
         root = self._root(response)
         reply = error_reply(root)
         if reply is not None:
@@ -474,6 +478,7 @@ class TorznabScraper:
             )
             caps = Caps()
         self._caps[feed.label] = caps
+        self._caps_failed.discard(feed.label)
         return caps
 
     async def _search(self, feed: _Feed, query: ScrapeQuery) -> list[ScrapedRelease]:
