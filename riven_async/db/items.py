@@ -59,21 +59,30 @@ class ItemsRepo(Repository):
         self._delete_many = sql("delete_many")
 
     async def request_many(
-        self, requests: Sequence[RequestMedia], inbox_id: int | None = None
+        self,
+        requests: Sequence[RequestMedia],
+        inbox_id: int | None = None,
+        *,
+        inbox_ids: Sequence[int | None] | None = None,
     ) -> list[RequestOutcome]:
         """Make each request an item at once (state requested) unless its title exists.
 
         Any number of concurrent requests for one title yield one item. Usually one round
-        trip; a request that lost an insert race is looked up again.
+        trip; a request that lost an insert race is looked up again. ``inbox_ids`` gives
+        each request its own delivery (the inbox worker's batches) instead of ``inbox_id``.
         """
         for request in requests:
             if request.ids.is_empty():
                 raise ValueError("a request needs at least one external id")
+        deliveries = list(inbox_ids) if inbox_ids is not None else [inbox_id] * len(requests)
+        if len(deliveries) != len(requests):
+            raise ValueError("inbox_ids must name one delivery per request")
         outcomes: dict[int, RequestOutcome] = {}
         pending = list(range(len(requests)))
         for _ in range(_REQUEST_ATTEMPTS):
             batch = [requests[i] for i in pending]
-            rows = await self._executor.fetch(self._request_many, *_request_arrays(batch, inbox_id))
+            rows = await self._executor.fetch(
+                self._request_many, *_request_arrays(batch, [deliveries[i] for i in pending]))
             missed: list[int] = []
             for row in rows:
                 index = pending[row["ord"] - 1]
@@ -141,7 +150,9 @@ class ItemsRepo(Repository):
         return int(await self._executor.fetchval(self._delete_many, ids_array(list(item_ids))))
 
 
-def _request_arrays(batch: Sequence[RequestMedia], inbox_id: int | None) -> list[list[object]]:
+def _request_arrays(
+    batch: Sequence[RequestMedia], inbox_ids: Sequence[int | None]
+) -> list[list[object]]:
     def seasons(request: RequestMedia) -> str | None:
         if request.seasons is None:
             return None
@@ -158,5 +169,5 @@ def _request_arrays(batch: Sequence[RequestMedia], inbox_id: int | None) -> list
         [r.source for r in batch],
         [r.requester for r in batch],
         [seasons(r) for r in batch],
-        [inbox_id] * len(batch),
+        list(inbox_ids),
     ]

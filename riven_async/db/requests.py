@@ -77,24 +77,27 @@ async def request_media_groups_on(
     *,
     priority: int = 0,
 ) -> list[list[RequestOutcome]]:
-    """Several deliveries' requests (each recorded with its inbox id) in the caller's
-    transaction: one ``request_many`` per delivery, one ``enqueue_many`` for them all."""
-    items = repos.items.bound_to(conn)
+    """Several deliveries' requests, each recorded with its inbox id, in the caller's
+    transaction: one ``request_many`` and one ``enqueue_many`` for them all."""
+    flat = [(inbox_id, request) for inbox_id, requests in groups for request in requests]
+    if not flat:
+        return [[] for _ in groups]
+    # A canonical order keeps overlapping batches taking their locks in the same order.
+    order = sorted(range(len(flat)), key=lambda i: _title_key(flat[i][1]))
+    outcomes_sorted = await repos.items.bound_to(conn).request_many(
+        [flat[i][1] for i in order], inbox_ids=[flat[i][0] for i in order])
+    outcomes: list[RequestOutcome | None] = [None] * len(flat)
+    for position, index in enumerate(order):
+        outcomes[index] = outcomes_sorted[position]
+    await repos.jobs.bound_to(conn).enqueue_many(
+        NewJob(JobKind.INDEX, item_id=item_id, priority=priority)
+        for item_id in sorted({o.item_id for o in outcomes_sorted})
+    )
     results: list[list[RequestOutcome]] = []
-    for inbox_id, requests in groups:
-        # A canonical order keeps overlapping batches taking their locks in the same order.
-        order = sorted(range(len(requests)), key=lambda i: _title_key(requests[i]))
-        outcomes_sorted = await items.request_many([requests[i] for i in order], inbox_id) \
-            if requests else []
-        outcomes: list[RequestOutcome | None] = [None] * len(requests)
-        for position, index in enumerate(order):
-            outcomes[index] = outcomes_sorted[position]
-        results.append([o for o in outcomes if o is not None])
-    item_ids = sorted({o.item_id for group in results for o in group})
-    if item_ids:
-        await repos.jobs.bound_to(conn).enqueue_many(
-            NewJob(JobKind.INDEX, item_id=item_id, priority=priority) for item_id in item_ids
-        )
+    start = 0
+    for _, requests in groups:
+        results.append([o for o in outcomes[start:start + len(requests)] if o is not None])
+        start += len(requests)
     return results
 
 

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 250
 POLL_S = 5.0
+GATHER_S = 0.05
 # A process silent this long is dead: its claims are taken back (start-up and periodically).
 LEASE_S = 60.0
 HEARTBEAT_S = LEASE_S / 3
@@ -100,6 +101,7 @@ class InboxIntake:
         batch_size: int = BATCH_SIZE,
         poll_s: float = POLL_S,
         lease_s: float = LEASE_S,
+        gather_s: float = GATHER_S,
         hostname: str | None = None,
     ) -> None:
         self._pool = pool
@@ -109,6 +111,7 @@ class InboxIntake:
         self._batch_size = batch_size
         self._poll_s = poll_s
         self._lease_s = lease_s
+        self._gather_s = gather_s
         self._hostname = hostname or socket.gethostname()
         self._backoff = Backoff(base_s=30.0, cap_s=3600.0)
         self._holding = False
@@ -148,6 +151,10 @@ class InboxIntake:
                     continue
                 if handled < self._batch_size:
                     await wait_for_wake(self._wake, self._poll_s)
+                    if handled:
+                        # Under a stream of webhooks, gather a few before claiming again:
+                        # a batch costs about as many statements whatever its size.
+                        await asyncio.sleep(self._gather_s)
         except asyncio.CancelledError:
             await self._release_on_stop()
             raise
@@ -281,10 +288,12 @@ class InboxIntake:
                 [(_kind(r), r.ids) for r in by_ids], WEBHOOK_PRIORITY)
         movies: set[int] = set()
         shows: set[int] = set()
+        # Only media servers send no ids; a title they name is looked up by its title. Ids
+        # that match nothing mean an untracked title: a title match would only be a guess.
         by_title: list[RecheckShow | RecheckMovie] = [r for r in rechecks if r.ids.is_empty()]
         for recheck, item_id in zip(by_ids, found, strict=True):
             if item_id is None:
-                by_title.append(recheck)
+                self._ignore_unknown(recheck)
             elif isinstance(recheck, RecheckMovie):
                 movies.add(item_id)
             else:
@@ -294,10 +303,7 @@ class InboxIntake:
         for recheck in by_title:
             item_id = matched.get(_title_key(recheck))
             if item_id is None:
-                self.stats.unknown += 1
-                log.debug("%s re-check of a title we do not track (%s, %s): ignored",
-                          recheck.source, recheck.title, recheck.ids.as_dict(),
-                          extra={"action": "inbox_intake", "sender": recheck.source})
+                self._ignore_unknown(recheck)
             elif isinstance(recheck, RecheckMovie):
                 movies.add(item_id)
             else:
@@ -312,6 +318,12 @@ class InboxIntake:
                 NewJob(JobKind.INDEX, item_id=i, priority=WEBHOOK_PRIORITY)
                 for i in sorted(movies))
         self.stats.rechecked += len(shows) + len(movies)
+
+    def _ignore_unknown(self, recheck: RecheckShow | RecheckMovie) -> None:
+        self.stats.unknown += 1
+        log.debug("%s re-check of a title we do not track (%s, %s): ignored",
+                  recheck.source, recheck.title, recheck.ids.as_dict(),
+                  extra={"action": "inbox_intake", "sender": recheck.source})
 
     async def _match_titles(
         self, conn: Executor, rechecks: Sequence[RecheckShow | RecheckMovie]
