@@ -26,6 +26,7 @@ from riven_async.logs import SecretFilter
 from riven_async.pipeline import stages
 from riven_async.pipeline.runtime import RUNTIME, Runtime
 from riven_async.pipeline.steps.base import Step
+from riven_async.pipeline.worker import start_workers
 from riven_async.upstreams import UpstreamClients
 from riven_async.web import metrics, middleware, pipeline_metrics
 from riven_async.web.route_stats import RouteStats
@@ -137,13 +138,20 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         stop_listening = asyncio.Event()
         tasks.start("listen", lambda: listener.run(stop_listening))
         stack.callback(stop_listening.set)
-        steps = {kind: await factory(runtime, stack)
-                 for kind, factory in stages.step_factories().items()}
-        for name, start in stages.loop_starters():
-            await start(runtime, tasks, stack)
-            log.debug("pipeline loop %s started", name)
-        app[STEPS] = steps
-        yield
+        before = set(tasks.names)
+        try:
+            steps = {kind: await factory(runtime, stack)
+                     for kind, factory in stages.step_factories().items()}
+            for name, start in stages.loop_starters():
+                await start(runtime, tasks, stack)
+                log.debug("pipeline loop %s started", name)
+            app[STEPS] = steps
+            start_workers(runtime, steps, tasks.start)
+            yield
+        finally:
+            # The pipeline's loops stop before what they use (clients, steps) is closed.
+            loops = [name for name in tasks.names if name not in before]
+            await tasks.stop(live.current.server.shutdown_timeout_s, loops)
 
 
 def _upstreams_section(upstreams: UpstreamClients) -> metrics.SectionProvider:

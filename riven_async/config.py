@@ -467,6 +467,21 @@ class DetectionSection(Section):
     check_fallback_s: PositiveSeconds = 6 * 3600.0
 
 
+class WorkersSection(Section):
+    """How many jobs of each stage run at once, and how the queue is watched."""
+
+    index: int = Field(default=4, ge=1, le=256)
+    scrape: int = Field(default=8, ge=1, le=256)
+    download: int = Field(default=4, ge=1, le=256)
+    link: int = Field(default=2, ge=1, le=256)
+    scan: int = Field(default=1, ge=1, le=256)
+    poll_interval_s: PositiveSeconds = 30.0
+    lease_s: float = Field(default=60.0, ge=5.0)
+    retry_base_s: PositiveSeconds = 30.0
+    retry_cap_s: PositiveSeconds = 3600.0
+    stall_after_s: PositiveSeconds = 600.0
+
+
 class CredentialsSource(PydanticBaseSettingsSource):
     """systemd ``LoadCredential=`` files: ``$CREDENTIALS_DIRECTORY/RIVEN_SERVER__API_KEY``.
 
@@ -515,6 +530,7 @@ class Settings(BaseSettings):
     clock: ClockSection = Field(default_factory=ClockSection)
     indexer: IndexerSection = Field(default_factory=IndexerSection)
     detection: DetectionSection = Field(default_factory=DetectionSection)
+    workers: WorkersSection = Field(default_factory=WorkersSection)
 
     toml_path: ClassVar[Path | None] = None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,18 @@ class BackgroundTasks:
             )
         self._on_failure(name, exc)
 
-    async def stop(self, grace_s: float) -> None:
-        """Cancel every loop and wait up to ``grace_s`` for them to finish."""
-        self._stopping = True
-        tasks = [t for t in self._tasks.values() if not t.done()]
+    async def stop(self, grace_s: float, names: Iterable[str] | None = None) -> None:
+        """Cancel every loop (or those named) and wait up to ``grace_s`` for them to end."""
+        chosen = self._tasks if names is None else {
+            name: self._tasks[name] for name in names if name in self._tasks
+        }
+        if names is None:
+            self._stopping = True
+        tasks = [t for t in chosen.values() if not t.done()]
+        for name in list(chosen):
+            # A loop stopped on purpose is not a failure: forget it before it ends.
+            task = self._tasks.pop(name)
+            task.remove_done_callback(self._done)
         for task in tasks:
             task.cancel()
         if tasks:
@@ -71,4 +79,3 @@ class BackgroundTasks:
                     grace_s,
                     extra={"action": "task_stop"},
                 )
-        self._tasks.clear()
