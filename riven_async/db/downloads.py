@@ -40,6 +40,8 @@ class DownloadsRepo(Repository):
         self._for_items = self._sql("for_items")
         self._live_for_infohashes = self._sql("live_for_infohashes")
         self._waiting = self._sql("waiting")
+        self._record_ready = self._sql("record_ready")
+        self._live_on_services = self._sql("live_on_services")
 
     async def reserve(self, item_id: int, service: str, infohash: str) -> Reservation:
         """The live download of this torrent on this service, reserved for ``item_id`` if
@@ -94,4 +96,22 @@ class DownloadsRepo(Repository):
     async def waiting(self, service: str, before: datetime, limit: int = 100) -> list[Download]:
         """Downloads still adding or downloading, untouched since ``before``, oldest first."""
         records = await self._executor.fetch(self._waiting, service, before, limit)
+        return [rows.download(r) for r in records]
+
+    async def record_ready(
+        self, download_id: int, torrent_id: str, files: Sequence[SelectedFile]
+    ) -> Download | None:
+        """The service holds the torrent ready with ``files`` (merged with those recorded for
+        the same torrent); None if the row is no longer live."""
+        record = await self._executor.fetchrow(self._record_ready, download_id, torrent_id,
+                                               [f.as_json() for f in files])
+        return None if record is None else rows.download(record)
+
+    async def live_on_services(
+        self, services: Iterable[str], infohashes: Iterable[str]
+    ) -> list[Download]:
+        """Live downloads of these torrents on any of ``services``, oldest first."""
+        hashes = sorted({normalize_infohash(h) for h in infohashes})
+        records = await self._executor.fetch(self._live_on_services, sorted(set(services)),
+                                             hashes)
         return [rows.download(r) for r in records]

@@ -57,6 +57,7 @@ class ItemsRepo(Repository):
         self._refresh_parent_states = sql("refresh_parent_states")
         self._record_scrapes = sql("record_scrapes")
         self._delete_many = sql("delete_many")
+        self._linked_for_scan = sql("linked_for_scan")
 
     async def request_many(
         self,
@@ -107,9 +108,13 @@ class ItemsRepo(Repository):
             for r in rows
         ]
 
-    async def set_state_many(self, item_ids: Iterable[int], state: State) -> list[ItemId]:
-        """Move items to ``state`` where the transition is allowed; returns those moved."""
-        allowed = sorted(sources_for(state))
+    async def set_state_many(
+        self, item_ids: Iterable[int], state: State, *, only_from: Iterable[State] | None = None
+    ) -> list[ItemId]:
+        """Move items to ``state`` where the transition is allowed (and, given ``only_from``,
+        the item is in one of those states); returns those moved."""
+        allowed = sorted(sources_for(state) if only_from is None
+                         else sources_for(state) & set(only_from))
         rows = await self._executor.fetch(self._set_state_many, ids_array(list(item_ids)), state,
                                     allowed)
         return [ItemId(r["id"]) for r in rows]
@@ -144,6 +149,15 @@ class ItemsRepo(Repository):
         """Note that these items were scraped now."""
         await self._executor.execute(self._record_scrapes, ids_array(list(item_ids)),
                                self._now())
+
+    async def linked_for_scan(
+        self, item_ids: Iterable[int], show_id: int | None = None, season: int | None = None
+    ) -> list[tuple[ItemId, ItemId | None]]:
+        """Linked items among ``item_ids`` and the episodes of one season: (id, show id)."""
+        rows = await self._executor.fetch(self._linked_for_scan, ids_array(list(item_ids)),
+                                          show_id, season)
+        return [(ItemId(r["id"]), None if r["show_id"] is None else ItemId(r["show_id"]))
+                for r in rows]
 
     async def delete_many(self, item_ids: Iterable[int]) -> int:
         """Delete items with their subtrees and everything referring to them; the count."""

@@ -77,3 +77,27 @@ WHERE service = $1::text AND status IN ('adding', 'downloading')
   AND updated_at < $2::timestamptz
 ORDER BY updated_at
 LIMIT $3::integer;
+
+-- name: record_ready
+-- A live download holds the files now: ready, with its torrent id; the files chosen are merged with those already recorded for the same torrent (another episode of a pack), replaced for another torrent.
+-- $1 id bigint, $2 torrent_id text, $3 selected_files jsonb
+UPDATE downloads d
+SET status = 'ready', torrent_id = $2::text,
+    selected_files = CASE
+        WHEN d.torrent_id IS DISTINCT FROM $2::text THEN $3::jsonb
+        ELSE (SELECT COALESCE(jsonb_agg(DISTINCT f.value), '[]'::jsonb)
+              FROM jsonb_array_elements(d.selected_files || $3::jsonb) AS f)
+    END,
+    ready_at = CASE WHEN d.status = 'ready' AND d.torrent_id IS NOT DISTINCT FROM $2::text
+                    THEN d.ready_at ELSE now() END,
+    updated_at = now(), error = NULL
+WHERE d.id = $1::bigint AND d.status IN ('adding', 'downloading', 'ready')
+RETURNING *;
+
+-- name: live_on_services
+-- The live downloads of these torrents on any of these services (reuse before asking a service).
+-- $1 services text[], $2 infohashes text[]
+SELECT * FROM downloads
+WHERE service = ANY ($1::text[]) AND infohash = ANY ($2::text[])
+  AND status IN ('adding', 'downloading', 'ready')
+ORDER BY id;

@@ -212,3 +212,12 @@ WHERE id = ANY ($1::bigint[]);
 -- Delete items with everything below them and everything that refers to them; returns the count.
 -- $1 ids bigint[]
 SELECT riven_delete_items($1::bigint[]);
+
+-- name: linked_for_scan
+-- What one folder scan completes: items $1 and the episodes of show $2's season $3 that are linked.
+-- $1 item_ids bigint[], $2 show_id bigint, $3 season_number integer
+SELECT id, show_id FROM items
+WHERE state = 'linked'
+  AND (id = ANY ($1::bigint[])
+       OR (show_id = $2::bigint AND season_number = $3::integer AND kind = 'episode'))
+ORDER BY id;
