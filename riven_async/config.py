@@ -240,6 +240,8 @@ class LibrarySection(Section):
     shows_dir: FolderName = "Shows"
     mount_scan_ttl_s: PositiveSeconds = 5.0
     mount_wait_timeout_s: PositiveSeconds = 300.0
+    verify_interval_s: float = Field(default=3600.0, ge=0)
+    verify_batch: int = Field(default=500, ge=1, le=10_000)
 
 
 Resolution = Literal["2160p", "1080p", "720p", "480p", "360p", "unknown"]
@@ -403,6 +405,44 @@ class WebhooksSection(Section):
     accept_pending: bool = False
 
 
+def _check_path_map(value: dict[str, str]) -> dict[str, str]:
+    for local, remote in value.items():
+        if not local.startswith("/") or not remote.startswith("/"):
+            raise ValueError(f"path_map {local!r} = {remote!r}: both sides must be absolute paths")
+    return value
+
+
+DebridName = Literal["realdebrid", "torbox", "alldebrid"]
+MediaServerName = Literal["plex", "jellyfin", "emby"]
+
+
+class DebridSection(Section):
+    """Which debrid services are tried, in which order, and which files a torrent must hold."""
+
+    services: Annotated[list[DebridName], AfterValidator(_unique)] = Field(
+        default_factory=lambda: ["realdebrid", "torbox", "alldebrid"]
+    )
+    candidates: int = Field(default=5, ge=1, le=50)
+    max_attempts_per_service: int = Field(default=5, ge=1, le=50)
+    not_cached_retry_s: PositiveSeconds = 3600.0
+    movie_min_file_mb: float = Field(default=100.0, ge=0)
+    movie_max_file_gb: float = Field(default=0.0, ge=0)
+    episode_min_file_mb: float = Field(default=20.0, ge=0)
+    episode_max_file_gb: float = Field(default=0.0, ge=0)
+
+
+class MediaServersSection(Section):
+    """Which media servers are asked to scan new links, and how their scans are grouped."""
+
+    servers: Annotated[list[MediaServerName], AfterValidator(_unique)] = Field(
+        default_factory=lambda: ["plex", "jellyfin", "emby"]
+    )
+    coalesce_window_s: float = Field(default=10.0, ge=0)
+    path_map: Annotated[dict[str, str], AfterValidator(_check_path_map)] = Field(
+        default_factory=dict
+    )
+
+
 class ClockSection(Section):
     """Run on scaled time (demo, benchmarks against the sims); ``speed = 1`` is real time."""
 
@@ -527,6 +567,8 @@ class Settings(BaseSettings):
     ranking: RankingSection = Field(default_factory=RankingSection)
     scraping: ScrapingSection = Field(default_factory=ScrapingSection)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
+    debrid: DebridSection = Field(default_factory=DebridSection)
+    mediaservers: MediaServersSection = Field(default_factory=MediaServersSection)
     clock: ClockSection = Field(default_factory=ClockSection)
     indexer: IndexerSection = Field(default_factory=IndexerSection)
     detection: DetectionSection = Field(default_factory=DetectionSection)
