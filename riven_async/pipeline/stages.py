@@ -12,7 +12,7 @@ from riven_async.core.tasks import BackgroundTasks
 from riven_async.domain.queue import JobKind
 from riven_async.pipeline import intake
 from riven_async.pipeline.runtime import Runtime
-from riven_async.pipeline.steps import download, index, scrape
+from riven_async.pipeline.steps import download, index, link, scan, scrape
 from riven_async.pipeline.steps.base import StepFactory
 
 # A loop starter builds what it needs, starts its task(s) on ``tasks`` (watched by the
@@ -28,6 +28,8 @@ def step_factories() -> dict[JobKind, StepFactory]:
     factories[JobKind.INDEX] = index.build
     factories[JobKind.SCRAPE] = scrape.build
     factories[JobKind.DOWNLOAD] = download.build
+    factories[JobKind.LINK] = link.build
+    factories[JobKind.SCAN] = scan.build
     return factories
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import os
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ class MediaRig:
     library_root: Path
     mount_root: Path
     expected_violations: dict[str, int] = field(default_factory=dict)
+    # Steps of other kinds a test adds (the SCRAPE step, for the whole way).
+    others: dict[JobKind, Step] = field(default_factory=dict)
 
     @property
     def repos(self) -> Repos:
@@ -94,7 +97,7 @@ class MediaRig:
 
     def step(self, kind: JobKind) -> Step:
         steps: dict[JobKind, Step] = {JobKind.DOWNLOAD: self.download, JobKind.LINK: self.link,
-                                      JobKind.SCAN: self.scan}
+                                      JobKind.SCAN: self.scan, **self.others}
         return steps[kind]
 
     # -- running jobs as the stage worker does ----------------------------------------
@@ -229,12 +232,13 @@ class MediaRig:
 
 def media_settings(
     sims: SimCluster, dsn: str, *, debrids: Sequence[str] = DEBRIDS,
-    servers: Sequence[str] = SERVERS, **sections: Mapping[str, Any],
+    servers: Sequence[str] = SERVERS, scrapers: Sequence[str] = (),
+    **sections: Mapping[str, Any],
 ) -> Settings:
-    """The daemon's settings for the sims: the chosen debrids and servers, nothing else."""
+    """The daemon's settings for the sims: the chosen debrids, servers and scrapers only."""
     values = copy.deepcopy(config_values(sims))
     for name, table in values["upstreams"].items():
-        if name in debrids or name in servers:
+        if name in debrids or name in servers or name in scrapers:
             table.update(FAST_POLICY)
         else:
             table["enabled"] = False
@@ -252,7 +256,8 @@ def media_settings(
 async def media_rig(
     db_pool: asyncpg.Pool, db_dsn: str, tmp_path: Path, *, shows: int = 30, movies: int = 30,
     mount_lag_s: float = MOUNT_LAG_S, debrids: Sequence[str] = DEBRIDS,
-    servers: Sequence[str] = SERVERS, **sections: Mapping[str, Any],
+    servers: Sequence[str] = SERVERS, scrapers: Sequence[str] = (),
+    **sections: Mapping[str, Any],
 ) -> AsyncIterator[MediaRig]:
     """Sims on a manual clock that jumps over short sleeps, the runtime and the steps.
 
@@ -266,7 +271,8 @@ async def media_rig(
         infringing_ratio=0.0, library=LibraryLayout(root=str(library_root)),
     )
     async with run_sims(sim_settings, clock) as sims, AsyncExitStack() as stack:
-        settings = media_settings(sims, db_dsn, debrids=debrids, servers=servers, **sections)
+        settings = media_settings(sims, db_dsn, debrids=debrids, servers=servers,
+                                  scrapers=scrapers, **sections)
         upstreams = UpstreamClients.from_settings(settings, clock=clock)
         stack.push_async_callback(upstreams.aclose)
         boot_id = new_boot_id()
@@ -344,3 +350,20 @@ def replace_windows(rig: MediaRig, name: str, limit: int) -> None:
     """Tighten a sim's first rate window to ``limit`` requests."""
     handle = rig.sims[name]
     handle.limiter.set_windows([dataclasses.replace(handle.limiter.windows[0], limit=limit)])
+
+
+@dataclass(frozen=True, slots=True)
+class OnDisk:
+    """What the file system says about a library link (read synchronously: tests only)."""
+
+    is_symlink: bool
+    points_at: Path | None
+    resolves_to_file: bool
+    resolved: Path
+
+
+def on_disk(link: str | Path) -> OnDisk:
+    path = Path(link)
+    is_symlink = path.is_symlink()
+    return OnDisk(is_symlink, Path(os.readlink(path)) if is_symlink else None,
+                  path.resolve().is_file(), path.resolve())
