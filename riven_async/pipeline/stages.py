@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.domain.queue import JobKind
-from riven_async.pipeline import intake
+from riven_async.pipeline import intake, link_verify
 from riven_async.pipeline.runtime import Runtime
 from riven_async.pipeline.steps import download, index, link, scan, scrape
 from riven_async.pipeline.steps.base import StepFactory
@@ -37,5 +37,6 @@ def loop_starters() -> list[tuple[str, LoopStarter]]:
     """The pipeline's background loops, by name, in start order."""
     starters: list[tuple[str, LoopStarter]] = [
         ("inbox-intake", intake.start_intake),
+        ("library-verify", link_verify.start),
     ]
     return starters
