@@ -1,4 +1,4 @@
-"""``riven-async``: run the daemon, check the config, migrate, start the sims."""
+"""``riven-async``: run the daemon, and drive it from a shell (config, status, items, import)."""
 
 from __future__ import annotations
 
@@ -7,50 +7,86 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from riven_async import __version__, daemon
-from riven_async.config import (
-    EX_CONFIG,
-    LiveSettings,
-    Settings,
-    default_config_path,
-    load_settings,
-    write_initial_config,
+from riven_async.commands import config_cmd, importer, items, status
+from riven_async.commands.base import (
+    EX_FAILURE,
+    EX_UNAVAILABLE,
+    CommandError,
+    Invocation,
+    Output,
+    add_common_options,
+    config_path,
+    load_or_fail,
 )
+from riven_async.config import LiveSettings, default_config_path, write_initial_config
 from riven_async.db import lifecycle
-from riven_async.errors import ConfigError, RivenError
+from riven_async.errors import DatabaseUnavailable, RivenError, UpstreamUnavailable
 from riven_async.logs import setup_logging
 from riven_async.sim import cli as sim_cli
 
 log = logging.getLogger("riven_async")
 
-EX_UNAVAILABLE = 69
+EX_INTERRUPTED = 130
+# Commands that parse their own options (argparse's REMAINDER would swallow --help badly).
+# The lead's ``demo`` command plugs in here the same way.
+PASS_THROUGH: dict[str, Callable[[list[str]], int]] = {"sim": sim_cli.main}
+
+_DESCRIPTION = """\
+Turn media requests into a ready-to-play library (see README.md).
+
+First steps:
+  riven-async config init            write ~/.config/riven-async/config.toml
+  riven-async config set upstreams.realdebrid.enabled true
+  riven-async run                    start the daemon (or: systemctl start riven-async)
+  riven-async status                 is it running, what is it doing
+  riven-async items add --tmdb 693134 --kind movie
+
+Every command takes --config PATH; listing commands take --json. Exit codes: 0 ok,
+1 failed, 69 daemon/database/service unavailable, 78 bad config.
+"""
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; ``riven-async COMMAND --help`` explains each command."""
     parser = argparse.ArgumentParser(
-        prog="riven-async",
-        description="Turn media requests into a ready-to-play library (see README.md).",
+        prog="riven-async", description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"riven-async {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what happens underneath (INFO) on stderr")
+    add_common_options(parser, at_top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", type=Path, metavar="PATH",
-                       help=f"config file (default: {default_config_path()})")
-        return p
+    run = sub.add_parser("run", help="run the daemon (creates a config on first run)",
+                         description="Run the daemon in the foreground until SIGTERM/SIGINT.")
+    add_common_options(run)
+    run.set_defaults(sync_handler=_cmd_run)
+    check = sub.add_parser("check-config", help="validate the config file; exit 0 or 78",
+                           description="Validate the config file (the same as config "
+                           "validate); exit 0, or 78 naming the bad key.")
+    add_common_options(check)
+    check.set_defaults(handler=config_cmd.validate)
+    migrate = sub.add_parser("migrate", help="apply database migrations and exit",
+                             description="Apply pending database migrations and exit.")
+    add_common_options(migrate)
+    migrate.set_defaults(sync_handler=_cmd_migrate)
 
-    with_config(sub.add_parser("run", help="run the daemon (creates a config on first run)"))
-    with_config(sub.add_parser("check-config", help="validate the config file; exit 0 or 78"))
-    with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
-    sim = sub.add_parser("sim", help="run the simulated upstreams on loopback",
-                         add_help=False)
-    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    status.register(sub)
+    items.register(sub)
+    importer.register(sub)
+    config_cmd.register(sub)
+    for name in PASS_THROUGH:
+        sub.add_parser(name, help=f"{name} (see riven-async {name} --help)", add_help=False)
     return parser
 
 
 def _resolve_config(path: Path | None, *, create: bool) -> Path:
+    """``--config``, else the default path (created from the example when ``create``)."""
     if path is not None:
         return path
     default = default_config_path()
@@ -61,17 +97,9 @@ def _resolve_config(path: Path | None, *, create: bool) -> Path:
     return default
 
 
-def _load_or_exit(path: Path) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        print(f"riven-async: config error: {exc}", file=sys.stderr)
-        raise SystemExit(EX_CONFIG) from None
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     path = _resolve_config(args.config, create=args.config is None)
-    settings = _load_or_exit(path)
+    settings = load_or_fail(path)
     secret_filter = setup_logging(settings.logging.level, settings.secrets())
     # Until the event loop installs its own handlers, a stop signal ends us cleanly.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -83,16 +111,8 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _cmd_check_config(args: argparse.Namespace) -> int:
-    path = _resolve_config(args.config, create=False)
-    _load_or_exit(path)
-    print(f"{path}: ok")
-    return 0
-
-
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    path = _resolve_config(args.config, create=False)
-    settings = _load_or_exit(path)
+    settings = load_or_fail(config_path(args.config))
     setup_logging(settings.logging.level, settings.secrets())
 
     async def migrate() -> None:
@@ -103,30 +123,54 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
         asyncio.run(migrate())
     except RivenError as exc:
         print(f"riven-async: {exc}", file=sys.stderr)
-        return 1
+        return EX_FAILURE
     print("migrations applied")
     return 0
 
 
-def _cmd_sim(args: argparse.Namespace) -> int:
-    return sim_cli.main(list(args.sim_args))
+async def execute(argv: Sequence[str], out: Output | None = None) -> int:
+    """Parse and run one async command in the running loop; return its exit code.
+
+    ``main`` runs this under ``asyncio.run``; tests await it directly.
+    """
+    args = build_parser().parse_args(list(argv))
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        raise CommandError(f"{args.command} cannot run inside an event loop")
+    output = out or Output(json_mode=args.json)
+    invocation = Invocation(args, output, config_path(args.config))
+    try:
+        code: int = await handler(invocation)
+    except CommandError as exc:
+        _report(output, exc)
+        return exc.code
+    except (DatabaseUnavailable, UpstreamUnavailable) as exc:
+        _report(output, CommandError(str(exc), EX_UNAVAILABLE))
+        return EX_UNAVAILABLE
+    return code
+
+
+def _report(out: Output, exc: CommandError) -> None:
+    out.note(f"riven-async: {exc.message}")
+    if exc.hint:
+        out.note(f"  hint: {exc.hint}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``riven-async`` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["sim"]:
-        # The sims own their options (argparse's REMAINDER would swallow --help badly).
-        raise SystemExit(sim_cli.main(argv[1:]))
-    args = _parser().parse_args(argv)
-    handlers = {
-        "run": _cmd_run,
-        "check-config": _cmd_check_config,
-        "migrate": _cmd_migrate,
-        "sim": _cmd_sim,
-    }
+    if argv[:1] and argv[0] in PASS_THROUGH:
+        raise SystemExit(PASS_THROUGH[argv[0]](argv[1:]))
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        code = handlers[args.command](args)
+        sync_handler = getattr(args, "sync_handler", None)
+        code = sync_handler(args) if sync_handler is not None else asyncio.run(execute(argv))
+    except CommandError as exc:
+        _report(Output(), exc)
+        code = exc.code
     except KeyboardInterrupt:
-        code = 130
+        code = EX_INTERRUPTED
     raise SystemExit(code)
+

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,8 +10,15 @@ from riven_async.db import rows
 from riven_async.db.executor import Executor
 from riven_async.db.queries import QueryFile
 from riven_async.db.repository import Now, Repository, ids_array, utc_now
-from riven_async.domain.intents import ExternalIds
-from riven_async.domain.media import ItemNode, ItemSummary, ItemTree, MediaItem, MediaKind
+from riven_async.domain.intents import ExternalIds, RequestMedia
+from riven_async.domain.media import (
+    ItemId,
+    ItemNode,
+    ItemSummary,
+    ItemTree,
+    MediaItem,
+    MediaKind,
+)
 from riven_async.domain.states import State
 
 MAX_PAGE_SIZE = 1000
@@ -40,6 +47,15 @@ class ItemPage:
 
 
 @dataclass(frozen=True, slots=True)
+class KnownRequest:
+    """A title about to be requested: the movie or show it names already (None: none yet),
+    and whether a stored request asks for as much already (so requesting it adds nothing)."""
+
+    item_id: ItemId | None
+    covered: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SearchHit:
     """A title search result with its trigram word similarity (0..1)."""
 
@@ -65,6 +81,7 @@ class CatalogRepo(Repository):
         self._page_by_state = self._sql("page_by_state")
         self._search_page = self._sql("search_page")
         self._search_titles = self._sql("search_titles")
+        self._known_requests = self._sql("known_requests")
 
     async def get(self, item_id: int) -> MediaItem | None:
         """One item, or None."""
@@ -144,3 +161,23 @@ class CatalogRepo(Repository):
         """Movies and shows ranked by trigram word similarity to ``text``."""
         records = await self._executor.fetch(self._search_titles, text, limit)
         return [SearchHit(rows.item_summary(r), float(r["score"])) for r in records]
+
+    async def known_requests(self, requests: Sequence[RequestMedia]) -> list[KnownRequest]:
+        """For each request, in order: the item it names and whether it is covered (an
+        import run twice requests nothing the second time)."""
+        if not requests:
+            return []
+        records = await self._executor.fetch(
+            self._known_requests,
+            [MediaKind(r.kind) for r in requests],
+            [r.ids.tmdb for r in requests],
+            [r.ids.tvdb for r in requests],
+            [r.ids.imdb for r in requests],
+            [r.ids.tvmaze for r in requests],
+            [None if r.seasons is None else "{" + ",".join(str(int(n)) for n in r.seasons) + "}"
+             for r in requests],
+        )
+        return [
+            KnownRequest(None if r["item_id"] is None else ItemId(r["item_id"]), r["covered"])
+            for r in records
+        ]

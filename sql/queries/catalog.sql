@@ -113,3 +113,30 @@ FROM items
 WHERE kind IN ('movie', 'show') AND $1::text <% title
 ORDER BY score DESC, id
 LIMIT $2::integer;
+
+-- name: known_requests
+-- For each requested title: the movie or show it names (NULL: none yet), and whether one stored request already asks for as much (the whole show, or at least those seasons).
+-- $1 kinds media_kind[], $2 tmdb integer[], $3 tvdb integer[], $4 imdb text[], $5 tvmaze integer[], $6 seasons text[]
+WITH input AS (
+    SELECT * FROM unnest($1::media_kind[], $2::integer[], $3::integer[], $4::text[],
+                         $5::integer[], $6::text[])
+        WITH ORDINALITY AS r(kind, tmdb_id, tvdb_id, imdb_id, tvmaze_id, seasons, ord)
+), found AS (
+    -- The row request_many would pick: the oldest one any of the ids names.
+    SELECT r.ord, r.seasons::integer[] AS seasons,
+        (SELECT i.id FROM items i
+         WHERE i.kind = r.kind
+           AND (i.tmdb_id = r.tmdb_id OR i.tvdb_id = r.tvdb_id OR i.imdb_id = r.imdb_id
+                OR i.tvmaze_id = r.tvmaze_id)
+         ORDER BY i.id LIMIT 1) AS item_id
+    FROM input r
+)
+SELECT f.ord, f.item_id,
+    f.item_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM requests q
+        WHERE q.item_id = f.item_id
+          AND (q.requested_seasons IS NULL
+               OR (f.seasons IS NOT NULL AND f.seasons <@ q.requested_seasons))
+    ) AS covered
+FROM found f
+ORDER BY f.ord;

@@ -1,0 +1,1 @@
+"""The ``riven-async`` subcommands, one module per feature (config, items, status, import)."""
