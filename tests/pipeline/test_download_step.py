@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from riven_async.domain.queue import JobKind, NewJob
-from riven_async.domain.releases import DownloadStatus
+from riven_async.domain.releases import DownloadStatus, SelectedFile
 from riven_async.domain.states import State
 from riven_async.pipeline.steps.base import Deferred
 from riven_async.services.debrid import Candidate, FileWant
@@ -252,3 +252,23 @@ async def test_rate_limited_rd_is_skipped_for_the_next_service(rig: MediaRig) ->
 
 def _download_job(item_id: int) -> NewJob:
     return NewJob(JobKind.DOWNLOAD, item_id=item_id, payload={"pack": False})
+
+
+async def test_record_ready_merges_files_of_one_torrent_and_replaces_another(
+    rig: MediaRig,
+) -> None:
+    movie, release = cached_movie(rig.sims, {"realdebrid": True})
+    item_id = await rig.add_movie(movie, [release])
+    downloads = rig.repos.downloads
+    reservation = await downloads.reserve(item_id, "realdebrid", release.infohash)
+    first = SelectedFile("1", "pack/e01.mkv", 100, item_id)
+    second = SelectedFile("2", "pack/e02.mkv", 200, None)
+    one = await downloads.record_ready(reservation.download.id, "T1", [first])
+    assert one is not None
+    again = await downloads.record_ready(reservation.download.id, "T1", [first, second])
+    assert again is not None
+    assert sorted(again.selected_files, key=lambda f: f.file_id) == [first, second]
+    assert again.ready_at == one.ready_at
+    other = await downloads.record_ready(reservation.download.id, "T2", [second])
+    assert other is not None
+    assert (other.torrent_id, other.selected_files) == ("T2", (second,))
