@@ -414,13 +414,15 @@ def _check_path_map(value: dict[str, str]) -> dict[str, str]:
 
 DebridName = Literal["realdebrid", "torbox", "alldebrid"]
 MediaServerName = Literal["plex", "jellyfin", "emby"]
+DEBRID_ORDER: tuple[DebridName, ...] = ("realdebrid", "torbox", "alldebrid")
+MEDIA_SERVERS: tuple[MediaServerName, ...] = ("plex", "jellyfin", "emby")
 
 
 class DebridSection(Section):
     """Which debrid services are tried, in which order, and which files a torrent must hold."""
 
     services: Annotated[list[DebridName], AfterValidator(_unique)] = Field(
-        default_factory=lambda: ["realdebrid", "torbox", "alldebrid"]
+        default_factory=lambda: list(DEBRID_ORDER)
     )
     candidates: int = Field(default=5, ge=1, le=50)
     max_attempts_per_service: int = Field(default=5, ge=1, le=50)
@@ -435,7 +437,7 @@ class MediaServersSection(Section):
     """Which media servers are asked to scan new links, and how their scans are grouped."""
 
     servers: Annotated[list[MediaServerName], AfterValidator(_unique)] = Field(
-        default_factory=lambda: ["plex", "jellyfin", "emby"]
+        default_factory=lambda: list(MEDIA_SERVERS)
     )
     coalesce_window_s: float = Field(default=10.0, ge=0)
     path_map: Annotated[dict[str, str], AfterValidator(_check_path_map)] = Field(
