@@ -130,7 +130,9 @@ def print_status(inv: Invocation, doc: Mapping[str, Any]) -> None:
         out.text(f"riven-async {doc.get('version')}: daemon running at {daemon.get('url')}{up}")
         config = doc.get("config") or {}
         if config.get("path"):
-            out.text(f"config:    {config['path']} (reloaded {config.get('generation', 0)}x)")
+            reloads = int(config.get("generation") or 0)
+            out.text(f"config:    {config['path']} (reloaded {reloads} time"
+                     f"{'' if reloads == 1 else 's'} since start)")
     else:
         out.text(f"riven-async {doc.get('version')}: daemon NOT running "
                  f"(nothing answers at {daemon.get('url')})")
@@ -142,7 +144,7 @@ def print_status(inv: Invocation, doc: Mapping[str, Any]) -> None:
              f"({render.counts_text(items.get('by_state') or {})})")
     by_kind = items.get("by_kind") or {}
     if by_kind:
-        kinds = ", ".join(f"{sum(v.values()):,} {k}s" for k, v in by_kind.items())
+        kinds = ", ".join(_plural(sum(v.values()), k) for k, v in by_kind.items())
         out.text(f"           {kinds}")
     _print_oldest(inv, doc.get("oldest") or {})
     checks = doc.get("checks") or {}
@@ -171,12 +173,17 @@ def _print_oldest(inv: Invocation, oldest: Mapping[str, Any]) -> None:
                      f"{render.duration(float(item.get('age_s') or 0))}")
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _print_jobs(inv: Invocation, jobs: Mapping[str, Any]) -> None:
-    if not jobs:
+    busy = {kind: c for kind, c in jobs.items() if any(c.values())}
+    if not busy:
         inv.out.text("jobs:      none queued")
         return
     parts = []
-    for kind, c in jobs.items():
+    for kind, c in busy.items():
         text = f"{kind} {c.get('due', 0)} due/{c.get('running', 0)} running"
         if c.get("scheduled"):
             text += f"/{c['scheduled']} later"

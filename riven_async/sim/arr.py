@@ -42,6 +42,10 @@ class ArrSim(Sim):
         self.radarr = radarr
         self.name = "radarr" if radarr else "sonarr"
         self.stride = max(1, stride)
+        # Catalog indexes listed as not monitored, and per show the seasons that are not
+        # (tests of importers; a real library has both).
+        self.unmonitored: set[int] = set()
+        self.unmonitored_seasons: dict[int, set[int]] = {}
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         if self.radarr:
@@ -93,10 +97,11 @@ class ArrSim(Sim):
         for plan in show.visible_seasons(now):
             episodes = show.episodes(plan.number, now)
             aired = sum(1 for e in episodes if e.aired(now.timestamp()))
+            skipped = self.unmonitored_seasons.get(show.index, set())
             seasons.append(
                 {
                     "seasonNumber": plan.number,
-                    "monitored": plan.number > 0,
+                    "monitored": plan.number > 0 and plan.number not in skipped,
                     "statistics": {
                         "episodeFileCount": 0,
                         "episodeCount": aired,
@@ -122,7 +127,7 @@ class ArrSim(Sim):
             "path": f"/tv/{folder}",
             "qualityProfileId": 1,
             "seasonFolder": True,
-            "monitored": True,
+            "monitored": show.index not in self.unmonitored,
             "monitorNewItems": "all",
             "useSceneNumbering": False,
             "runtime": show.runtime,
@@ -192,7 +197,7 @@ class ArrSim(Sim):
             "qualityProfileId": 1,
             "hasFile": False,
             "movieFileId": 0,
-            "monitored": True,
+            "monitored": movie.index not in self.unmonitored,
             "minimumAvailability": "released",
             "isAvailable": status == "released",
             "folderName": f"/movies/{folder}",
