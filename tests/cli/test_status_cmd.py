@@ -9,7 +9,6 @@ from pathlib import Path
 
 import anyio
 import asyncpg
-import pytest
 
 from riven_async import __version__
 from riven_async.commands.base import EX_UNAVAILABLE
