@@ -44,6 +44,15 @@ class FeedMark:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedInterest:
+    """Which change feeds can name a tracked title (a feed that cannot is not read)."""
+
+    tmdb_shows: bool
+    tmdb_movies: bool
+    tvmaze_shows: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Released:
     """Movies and episodes that became due for scraping, and the shows they belong to."""
 
@@ -71,6 +80,7 @@ class ScheduleRepo(Repository):
         self._next_check_at_from = self._sql("next_check_at_from")
         self._release_roots = self._sql("release_roots")
         self._check_changed = self._sql("check_changed")
+        self._feed_interest = self._sql("feed_interest")
         self._feed_marks = self._sql("feed_marks")
         self._save_feed_mark = self._sql("save_feed_mark")
 
@@ -174,6 +184,12 @@ class ScheduleRepo(Repository):
             now + timedelta(seconds=soon_s),
         )
         return [ItemId(r["id"]) for r in records]
+
+    async def feed_interest(self) -> FeedInterest:
+        """Whether any show or movie is tracked by the ids each change feed names."""
+        record = await self._executor.fetchrow(self._feed_interest)
+        assert record is not None
+        return FeedInterest(record["tmdb_shows"], record["tmdb_movies"], record["tvmaze_shows"])
 
     async def feed_marks(self) -> dict[str, FeedMark]:
         """Every change feed's last read, by feed name."""

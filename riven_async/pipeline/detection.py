@@ -84,6 +84,7 @@ class DetectionStats:
     feed_reads: int = 0
     feed_changed: int = 0
     feed_errors: int = 0
+    feed_skips: int = 0
     db_errors: int = 0
 
     def section(self) -> Section:
@@ -92,6 +93,7 @@ class DetectionStats:
             "checks_routine": self.checks_routine, "release_passes": self.release_passes,
             "released": self.released, "feed_reads": self.feed_reads,
             "feed_changed": self.feed_changed, "feed_errors": self.feed_errors,
+            "feed_skips": self.feed_skips,
             "db_errors": self.db_errors,
         }
 
@@ -225,17 +227,29 @@ class DetectionLoops:
         schedule = runtime.repos.schedule
         now = runtime.clock.now()
         marks = await schedule.feed_marks()
+        interest = await schedule.feed_interest()
         fresh: dict[str, FeedMark] = {}
         news: dict[str, frozenset[int]] = {}
         tvmaze_updated: dict[int, float] = {}
         if self._indexer is not None:
-            for feed, read in ((FEED_TMDB_TV, self._indexer.changed_shows),
-                               (FEED_TMDB_MOVIE, self._indexer.changed_movies)):
+            for feed, read, tracked in (
+                (FEED_TMDB_TV, self._indexer.changed_shows, interest.tmdb_shows),
+                (FEED_TMDB_MOVIE, self._indexer.changed_movies, interest.tmdb_movies),
+            ):
+                if not tracked:
+                    # TMDB's feeds list every change on TMDB (dozens of pages a day): with
+                    # nothing of that kind tracked there is nothing to intersect.
+                    fresh[feed] = FeedMark(feed, now)
+                    self.stats.feed_skips += 1
+                    continue
                 result = await self._read_tmdb(feed, read, marks.get(feed), now,
                                                section.changes_window_s)
                 if result is not None:
                     fresh[feed], news[feed] = result
-        if self._tvmaze is not None:
+        if self._tvmaze is not None and not interest.tvmaze_shows:
+            fresh[FEED_TVMAZE] = FeedMark(FEED_TVMAZE, now)
+            self.stats.feed_skips += 1
+        elif self._tvmaze is not None:
             updated = await self._read_tvmaze(marks.get(FEED_TVMAZE), now,
                                               section.changes_window_s)
             if updated is not None:

@@ -254,6 +254,12 @@ WHERE i.id = c.id
        OR i.check_priority < $5::smallint)
 RETURNING i.id;
 
+-- name: feed_interest
+-- Which change feeds can name a tracked title: TMDB ids of shows, of movies; TVMaze ids of shows.
+SELECT EXISTS (SELECT 1 FROM items WHERE kind = 'show' AND tmdb_id IS NOT NULL) AS tmdb_shows,
+       EXISTS (SELECT 1 FROM items WHERE kind = 'movie' AND tmdb_id IS NOT NULL) AS tmdb_movies,
+       EXISTS (SELECT 1 FROM items WHERE kind = 'show' AND tvmaze_id IS NOT NULL) AS tvmaze_shows;
+
 -- name: feed_marks
 -- Where each change feed was last read, and the ids that read returned.
 SELECT feed, read_at, seen FROM feed_marks ORDER BY feed;

@@ -255,6 +255,7 @@ async def test_after_downtime_beyond_the_feed_window_the_feeds_are_not_read_back
 
 
 async def test_a_short_downtime_is_read_back_from_the_last_mark(rig: Rig) -> None:
+    await _indexed(rig, _find(rig, _ended))
     schedule = rig.repos.schedule
     await schedule.save_feed_mark(FeedMark(detection.FEED_TMDB_TV, START - timedelta(days=3)))
     mark = rig.mark()
@@ -263,6 +264,24 @@ async def test_a_short_downtime_is_read_back_from_the_last_mark(rig: Rig) -> Non
     since = (START.date() - timedelta(days=3)).isoformat()
     assert any(f"start_date={since}" in q and f"end_date={START.date()}" in q for q in tv), tv
     assert date.fromisoformat(since) < START.date()
+
+
+async def test_a_feed_that_can_name_no_tracked_title_is_not_read(rig: Rig) -> None:
+    loops = loops_of(rig)
+    mark = rig.mark()
+    assert await loops.feed_pass() == 0  # an empty library: no feed is read
+    assert rig.tmdb_paths(mark) == []
+    assert rig.tvmaze_paths(mark) == []
+    marks = await rig.repos.schedule.feed_marks()
+    assert {m.read_at for m in marks.values()} == {START}
+    assert loops.stats.feed_skips == 3
+    await _indexed(rig, _find(rig, _ended))  # one show, no movie: the movie feed stays unread
+    rig.clock.advance(600)
+    mark = rig.mark()
+    await loops.feed_pass()
+    assert set(rig.tmdb_paths(mark)) == {"/3/tv/changes"}
+    assert rig.tvmaze_paths(mark) == ["/updates/shows"]
+    assert loops.stats.feed_skips == 4
 
 
 async def test_the_loops_survive_a_database_outage(rig: Rig, db_dsn: str) -> None:
