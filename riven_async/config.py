@@ -440,6 +440,7 @@ class MediaServersSection(Section):
         default_factory=lambda: list(MEDIA_SERVERS)
     )
     coalesce_window_s: float = Field(default=10.0, ge=0)
+    coalesce_max_s: float = Field(default=300.0, ge=0)
     path_map: Annotated[dict[str, str], AfterValidator(_check_path_map)] = Field(
         default_factory=dict
     )

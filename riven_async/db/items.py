@@ -58,6 +58,7 @@ class ItemsRepo(Repository):
         self._record_scrapes = sql("record_scrapes")
         self._delete_many = sql("delete_many")
         self._linked_for_scan = sql("linked_for_scan")
+        self._season_links_pending = sql("season_links_pending")
 
     async def request_many(
         self,
@@ -158,6 +159,10 @@ class ItemsRepo(Repository):
                                           show_id, season)
         return [(ItemId(r["id"]), None if r["show_id"] is None else ItemId(r["show_id"]))
                 for r in rows]
+
+    async def season_links_pending(self, show_id: int, season: int) -> int:
+        """Episodes of one season downloaded but not linked yet."""
+        return int(await self._executor.fetchval(self._season_links_pending, show_id, season))
 
     async def delete_many(self, item_ids: Iterable[int]) -> int:
         """Delete items with their subtrees and everything referring to them; the count."""

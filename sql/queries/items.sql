@@ -213,6 +213,13 @@ WHERE id = ANY ($1::bigint[]);
 -- $1 ids bigint[]
 SELECT riven_delete_items($1::bigint[]);
 
+-- name: season_links_pending
+-- Episodes of show $1's season $2 downloaded but not linked yet (their scan waits for them).
+-- $1 show_id bigint, $2 season_number integer
+SELECT count(*) FROM items
+WHERE show_id = $1::bigint AND season_number = $2::integer AND kind = 'episode'
+  AND state = 'downloaded';
+
 -- name: linked_for_scan
 -- What one folder scan completes: items $1 and the episodes of show $2's season $3 that are linked.
 -- $1 item_ids bigint[], $2 show_id bigint, $3 season_number integer

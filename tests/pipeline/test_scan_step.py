@@ -65,6 +65,48 @@ async def test_a_season_is_scanned_once_per_server_and_completed(rig: MediaRig) 
     assert await rig.queued(JobKind.SCAN) == []
 
 
+async def test_a_season_scan_waits_for_its_last_links_but_not_forever(rig: MediaRig) -> None:
+    episodes, season_dir = await _linked_season(rig)
+    straggler = max(episodes.values())
+    # One episode of the pack is still being linked when the window ends.
+    await rig.runtime.pool.execute("UPDATE items SET state = 'downloaded' WHERE id = $1",
+                                   straggler)
+    section = rig.runtime.settings.mediaservers
+    await rig.advance(section.coalesce_window_s)
+    [waited] = await rig.run_due(JobKind.SCAN)
+    assert waited.result is not None
+    assert waited.result.again_at is not None
+    assert scans(rig, "plex") == []
+    await rig.runtime.pool.execute("UPDATE items SET state = 'linked' WHERE id = $1", straggler)
+    await rig.advance(section.coalesce_window_s)
+    [scanned] = await rig.run_due(JobKind.SCAN)
+    assert scanned.result is not None
+    assert scanned.result.again_at is None
+    assert [s.path for s in scans(rig, "plex")] == [str(season_dir)]
+    assert await rig.states(list(episodes.values())) == {State.COMPLETED}
+
+
+async def test_a_season_scan_goes_out_after_coalesce_max_whatever_is_pending(
+    rig: MediaRig,
+) -> None:
+    episodes, season_dir = await _linked_season(rig)
+    straggler = max(episodes.values())
+    await rig.runtime.pool.execute("UPDATE items SET state = 'downloaded' WHERE id = $1",
+                                   straggler)
+    section = rig.runtime.settings.mediaservers
+    await rig.advance(section.coalesce_window_s)
+    [first] = await rig.run_due(JobKind.SCAN)
+    assert first.result is not None
+    assert first.result.again_at is not None
+    await rig.advance(section.coalesce_max_s)
+    [late] = await rig.run_due(JobKind.SCAN)
+    assert late.result is not None
+    assert late.result.again_at is None
+    assert [s.path for s in scans(rig, "plex")] == [str(season_dir)]
+    # The straggler was not linked when the scan went out: its own scan comes later.
+    assert await rig.states([straggler]) == {State.DOWNLOADED}
+
+
 async def test_a_movie_folder_is_scanned_and_the_movie_completed(rig: MediaRig) -> None:
     movie, release = cached_movie(rig.sims, {"realdebrid": True})
     item_id = await rig.add_movie(movie, [release])

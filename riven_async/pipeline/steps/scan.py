@@ -92,6 +92,8 @@ class ScanStep:
         self._servers: list[_Server] = []
         # job key -> servers that already took this folder (a retry skips them)
         self._answered: dict[str, set[str]] = {}
+        # job key -> when its season first waited for stragglers to be linked
+        self._waiting_since: dict[str, datetime] = {}
         self.counts: Counter[str] = Counter()
         self.scans: Counter[str] = Counter()
 
@@ -112,6 +114,9 @@ class ScanStep:
         if target is None:
             return DONE
         repos = self._runtime.repos
+        wait = await self._quiet_wait(job, target)
+        if wait is not None:
+            return StepResult(again_at=wait)
         # Read before the scans go out: an item linked after that waits for the next run.
         linked = await repos.items.linked_for_scan(target.item_ids, target.show_id,
                                                    target.season)
@@ -132,6 +137,29 @@ class ScanStep:
             extra={"action": "scan", "folder": str(target.folder), "completed": len(moved)},
         )
         return DONE
+
+    async def _quiet_wait(self, job: Job, target: _Target) -> datetime | None:
+        """When to look again if more of the season's episodes are about to be linked (a
+        pack's links land over a while: one scan after the last, not one per straggler),
+        within ``coalesce_max_s`` of the first link; None to scan now."""
+        if target.show_id is None or target.season is None:
+            return None
+        section = self._runtime.settings.mediaservers
+        now = self._runtime.clock.now()
+        # In memory: after a restart a season may wait up to coalesce_max_s once more.
+        since = self._waiting_since.setdefault(job.dedupe_key, now)
+        if (now - since).total_seconds() >= section.coalesce_max_s:
+            self._waiting_since.pop(job.dedupe_key, None)
+            return None
+        pending = await self._runtime.repos.items.season_links_pending(target.show_id,
+                                                                       target.season)
+        if not pending:
+            self._waiting_since.pop(job.dedupe_key, None)
+            return None
+        if len(self._waiting_since) > MAX_PARTIAL:
+            self._waiting_since.pop(next(iter(self._waiting_since)))
+        self.counts["waited_for_links"] += 1
+        return now + timedelta(seconds=max(1.0, section.coalesce_window_s))
 
     async def _target(self, job: Job) -> _Target | None:
         payload: Mapping[str, Any] = job.payload or {}
