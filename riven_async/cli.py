@@ -10,10 +10,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import asyncpg
+
 from riven_async import __version__, daemon
 from riven_async.commands import config_cmd, importer, items, status
 from riven_async.commands.base import (
     EX_FAILURE,
+    EX_OK,
     EX_UNAVAILABLE,
     CommandError,
     Invocation,
@@ -22,8 +25,9 @@ from riven_async.commands.base import (
     config_path,
     load_or_fail,
 )
+from riven_async.commands.daemon_link import daemon_is_up
+from riven_async.commands.database import open_database
 from riven_async.config import LiveSettings, default_config_path, write_initial_config
-from riven_async.db import lifecycle
 from riven_async.errors import DatabaseUnavailable, RivenError, UpstreamUnavailable
 from riven_async.logs import setup_logging
 from riven_async.sim import cli as sim_cli
@@ -74,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations and exit",
                              description="Apply pending database migrations and exit.")
     add_common_options(migrate)
-    migrate.set_defaults(sync_handler=_cmd_migrate)
+    migrate.set_defaults(handler=_migrate)
 
     status.register(sub)
     items.register(sub)
@@ -111,21 +115,18 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _cmd_migrate(args: argparse.Namespace) -> int:
-    settings = load_or_fail(config_path(args.config))
-    setup_logging(settings.logging.level, settings.secrets())
-
-    async def migrate() -> None:
-        async with lifecycle.open_database(settings):
-            pass
-
-    try:
-        asyncio.run(migrate())
-    except RivenError as exc:
-        print(f"riven-async: {exc}", file=sys.stderr)
-        return EX_FAILURE
-    print("migrations applied")
-    return 0
+async def _migrate(inv: Invocation) -> int:
+    """Apply pending migrations (an embedded server started for this is stopped again)."""
+    settings = inv.settings()
+    async with open_database(settings, still_needed=lambda: daemon_is_up(settings)) as db:
+        applied = db.migrated
+    if inv.out.json_mode:
+        inv.out.data({"applied": list(applied)})
+    elif applied:
+        inv.out.text(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        inv.out.text("the database schema is up to date")
+    return EX_OK
 
 
 async def execute(argv: Sequence[str], out: Output | None = None) -> int:
@@ -147,6 +148,12 @@ async def execute(argv: Sequence[str], out: Output | None = None) -> int:
     except (DatabaseUnavailable, UpstreamUnavailable) as exc:
         _report(output, CommandError(str(exc), EX_UNAVAILABLE))
         return EX_UNAVAILABLE
+    except asyncpg.PostgresError as exc:
+        _report(output, CommandError(f"database error: {type(exc).__name__}: {exc}"))
+        return EX_FAILURE
+    except RivenError as exc:
+        _report(output, CommandError(str(exc)))
+        return EX_FAILURE
     return code
 
 
@@ -172,5 +179,11 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.code
     except KeyboardInterrupt:
         code = EX_INTERRUPTED
+    except Exception as exc:
+        if args.verbose:
+            raise
+        _report(Output(), CommandError(f"unexpected error: {type(exc).__name__}: {exc}",
+                                       hint="run again with --verbose for the traceback"))
+        code = EX_FAILURE
     raise SystemExit(code)
 

@@ -22,6 +22,7 @@ from riven_async.commands.base import (
 from riven_async.commands.daemon_link import Reload, reload_daemon
 from riven_async.config import Settings
 from riven_async.errors import ConfigError
+from riven_async.upstreams import STREMIO_ADDONS, addon_config_segment
 
 # Read once at start-up: the daemon must be restarted for these to take effect.
 _RESTART_PREFIXES = ("server.host", "server.port", "server.pid_file", "database.")
@@ -89,7 +90,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 async def show(inv: Invocation) -> int:
     """Print the effective config, secrets masked."""
     settings = inv.settings()
-    data = config_file.plain(settings, reveal=False)
+    data = shown_settings(settings, reveal=False)
     if inv.out.json_mode:
         inv.out.data(data)
         return EX_OK
@@ -109,7 +110,7 @@ async def get_key(inv: Invocation) -> int:
     except ConfigError as exc:
         raise config_error(exc) from None
     try:
-        value = config_file.plain(config_file.value_at(settings, parts), reveal=inv.args.reveal)
+        value = config_file.value_at(shown_settings(settings, reveal=inv.args.reveal), parts)
     except KeyError:
         raise CommandError(f"{key} is not set") from None
     if inv.out.json_mode:
@@ -209,6 +210,19 @@ async def init_file(inv: Invocation) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def shown_settings(settings: Settings, *, reveal: bool) -> dict[str, Any]:
+    """The settings as plain data; unless ``reveal``, secrets and the config segment of a
+    stremio addon's URL (which may carry a debrid key) are masked."""
+    data: dict[str, Any] = config_file.plain(settings, reveal=reveal)
+    if not reveal:
+        for name in STREMIO_ADDONS:
+            section = data["upstreams"][name]
+            segment = addon_config_segment(section["base_url"])
+            if segment is not None:
+                section["base_url"] = section["base_url"].replace(segment, _MASK)
+    return data
 
 
 def _current_or_none(inv: Invocation) -> Settings | None:

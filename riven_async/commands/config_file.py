@@ -159,8 +159,8 @@ def read_document(path: Path) -> tomlkit.TOMLDocument:
         raise ConfigError(path, f"invalid TOML: {exc}") from None
 
 
-def value_at(settings: BaseModel, parts: KeyPath) -> Any:
-    """The value at ``parts`` in loaded settings (a section is returned as its model)."""
+def value_at(settings: BaseModel | dict[str, Any], parts: KeyPath) -> Any:
+    """The value at ``parts`` in loaded settings or their plain form (KeyError if absent)."""
     node: Any = settings
     for part in parts:
         node = node[part] if isinstance(node, dict) else getattr(node, part)

@@ -33,6 +33,7 @@ class CommandDatabase:
     pool: asyncpg.Pool
     repos: Repos
     embedded: bool
+    migrated: tuple[str, ...] = ()
 
 
 async def _never() -> bool:
@@ -56,14 +57,14 @@ async def open_database(
         try:
             try:
                 async with pool.acquire() as conn:
-                    await migrate.apply_migrations(conn)
+                    applied = await migrate.apply_migrations(conn)
             except MigrationError as exc:
                 raise CommandError(f"database migrations: {exc}") from None
             except CONNECTION_ERRORS as exc:
                 raise CommandError(f"the database went away: {type(exc).__name__}",
                                    EX_UNAVAILABLE) from None
             repos = Repos.on(pool, clock_from_settings(settings), new_boot_id())
-            yield CommandDatabase(pool, repos, embedded is not None)
+            yield CommandDatabase(pool, repos, embedded is not None, tuple(applied))
         finally:
             await pool.close()
     finally:

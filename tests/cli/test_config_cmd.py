@@ -14,10 +14,11 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from riven_async import keys
 from riven_async.commands import config_file
 from riven_async.config import EX_CONFIG, example_config_text, load_settings
 from riven_async.errors import ConfigError
-from tests.cli.conftest import RunCli, write_config
+from tests.cli.conftest import RunCli, RunningDaemon, free_port, write_config
 from tests.conftest import TEST_API_KEY
 
 COMMENTED = """\
@@ -339,3 +340,70 @@ def test_any_string_value_round_trips_or_changes_nothing(tmp_path: Path, value: 
     assert settings_.indexer.language == expected
     assert settings_.server.api_key.get_secret_value() == TEST_API_KEY
     os.unlink(path)
+
+
+async def test_set_with_the_daemon_running_reloads_it_through_the_api(
+    run_cli: RunCli, running_daemon: RunningDaemon
+) -> None:
+    live = running_daemon.app[keys.SETTINGS]
+    result = await run_cli(running_daemon.config, "config", "set", "server.slow_request_s",
+                           "3.5")
+    assert result.code == 0, result.err
+    assert "the daemon reloaded its config (generation 1)" in result.err
+    assert live.generation == 1
+    assert live.current.server.slow_request_s == 3.5
+    refused = await run_cli(running_daemon.config, "config", "set", "server.slow_request_s",
+                            "-1")
+    assert refused.code == EX_CONFIG
+    assert live.generation == 1  # nothing written, nothing reloaded
+
+
+async def test_set_signals_a_daemon_whose_api_is_not_reachable(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    script = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGHUP, lambda *a: print('hup', flush=True))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, "riven-async", "run", stdout=asyncio.subprocess.PIPE)
+    try:
+        assert daemon.stdout is not None
+        assert await daemon.stdout.readline() == b"ready\n"
+        pid_file = tmp_path / "riven.pid"
+        await anyio.Path(pid_file).write_text(f"{daemon.pid}\n")
+        config = write_config(tmp_path / "config.toml", port=free_port(),
+                              server_extra=f'pid_file = "{pid_file}"\n')
+        result = await run_cli(config, "config", "set", "logging.level", "DEBUG")
+        assert result.code == 0, result.err
+        assert f"sent SIGHUP to the daemon (pid {daemon.pid})" in result.err
+        async with asyncio.timeout(10):
+            assert await daemon.stdout.readline() == b"hup\n"
+    finally:
+        daemon.kill()
+        await daemon.wait()
+
+
+async def test_show_masks_a_debrid_key_inside_a_stremio_addon_url(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    segment = "realdebrid=RDKEY0123456789ABCDEF"
+    config = write_config(tmp_path / "config.toml", extra=(
+        f'\n[upstreams.torrentio]\nbase_url = "https://torrentio.strem.fun/{segment}"\n'))
+    shown = await run_cli(config, "config", "show")
+    got = await run_cli(config, "config", "get", "upstreams.torrentio.base_url")
+    assert "RDKEY0123456789ABCDEF" not in shown.out + got.out
+    assert got.out.strip() == "https://torrentio.strem.fun/********"
+    revealed = await run_cli(config, "config", "get", "upstreams.torrentio.base_url",
+                             "--reveal")
+    assert segment in revealed.out
+
+
+async def test_migrate_applies_nothing_on_a_migrated_database(
+    run_cli: RunCli, stopped_daemon_config: Path
+) -> None:
+    result = await run_cli(stopped_daemon_config, "migrate", "--json")
+    assert result.code == 0, result.err
+    assert result.json() == {"applied": []}
