@@ -75,6 +75,7 @@ class JobsRepo(Repository):
         self._snooze = self._sql("snooze")
         self._release_own = self._sql("release_own")
         self._recover = self._sql("recover")
+        self._release_orphans = self._sql("release_orphans")
         self._next_due_at = self._sql("next_due_at")
         self._for_items = self._sql("for_items")
         self._prune_failed = self._sql("prune_failed")
@@ -212,6 +213,13 @@ class JobsRepo(Repository):
     async def release_own(self) -> int:
         """Give back this process's claims (graceful stop); they are due again at once."""
         records = await self._executor.fetch(self._release_own, self.boot_id)
+        return sum(r["released"] for r in records)
+
+    async def release_orphans(self, running: Iterable[int], claimed_before: datetime) -> int:
+        """Give back this process's claims that no worker runs (their claim's reply was
+        lost with a broken connection), claimed before ``claimed_before`` (database time)."""
+        records = await self._executor.fetch(self._release_orphans, self.boot_id,
+                                             ids_array(list(running)), claimed_before)
         return sum(r["released"] for r in records)
 
     async def recover(self, lease_s: float) -> Recovered:

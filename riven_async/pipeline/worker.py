@@ -28,8 +28,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from riven_async.config import WorkersSection
 from riven_async.core.clock import Clock
@@ -45,8 +47,14 @@ from riven_async.web.metrics import Labeled, Section
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "the database is away", not "this job is wrong".
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, DatabaseUnavailable)
+# Errors that mean "the database is away", not "this job is wrong" (a pool connection
+# broken by a server restart can also fail with asyncpg's InternalClientError).
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_ERRORS, DatabaseUnavailable, asyncpg.InternalClientError,
+)
+# An outcome write that fails for another reason is tried this many times, then given up
+# (the claim then stays with this process until it restarts; the stall watch reports it).
+WRITE_ATTEMPTS = 5
 OUTAGE_MIN_S = 0.5
 OUTAGE_MAX_S = 30.0
 # A supervisor pass (lease renewal, stall watch) at least this often, in real seconds.
@@ -132,9 +140,14 @@ class StageRunner:
         self._clock = clock
         self._wake = wake
         self._settings = settings
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], int] = {}
         self._slot_freed = asyncio.Event()
         self.stats = StageStats()
+
+    @property
+    def running_ids(self) -> list[int]:
+        """The ids of the jobs this runner holds right now."""
+        return list(self._running.values())
 
     @property
     def concurrency(self) -> int:
@@ -175,11 +188,11 @@ class StageRunner:
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"job-{self.kind}-{job.id}")
-        self._running.add(task)
+        self._running[task] = job.id
         self.stats.running = len(self._running)
 
         def done(finished: asyncio.Task[None]) -> None:
-            self._running.discard(finished)
+            self._running.pop(finished, None)
             self.stats.running = len(self._running)
             self._slot_freed.set()
             if not finished.cancelled() and finished.exception() is not None:
@@ -232,11 +245,24 @@ class StageRunner:
     async def _write(self, job: Job, outcome: Callable[[], Awaitable[bool]]) -> None:
         """Write an outcome, waiting out database outages; the slot stays held meanwhile."""
         backoff = OutageBackoff()
+        other_failures = 0
         while True:
             try:
                 held = await outcome()
             except OUTAGE_ERRORS:
                 self.stats.db_errors += 1
+                await backoff.wait()
+                continue
+            except Exception as exc:
+                other_failures += 1
+                self.stats.db_errors += 1
+                if other_failures >= WRITE_ATTEMPTS:
+                    log.error("%s job %s: its outcome could not be written (%r); it stays "
+                              "claimed until this process restarts", self.kind, job.id, exc,
+                              extra={"action": "worker", "job_kind": str(self.kind)})
+                    return
+                log.warning("%s job %s: writing its outcome failed (%r); retrying", self.kind,
+                            job.id, exc, extra={"action": "worker", "job_kind": str(self.kind)})
                 await backoff.wait()
                 continue
             if not held:
@@ -307,6 +333,7 @@ class StageWorkers:
     def __init__(self, runtime: Runtime, steps: Mapping[JobKind, Step]) -> None:
         self._runtime = runtime
         self._lease = ProcessLease(runtime.repos.jobs, runtime.settings.workers.lease_s)
+        self._orphans_checked = time.monotonic()
         self.runners = {
             kind: StageRunner(
                 kind, step, runtime.repos.jobs, runtime.clock,
@@ -354,11 +381,27 @@ class StageWorkers:
                     raise RuntimeError(f"{task.get_name()} returned unexpectedly")
             try:
                 await self._lease.renew_if_due()
+                await self._release_orphans()
                 outage.reset()
             except OUTAGE_ERRORS as exc:
                 log.debug("workers: lease renewal failed (%r)", exc, extra={"action": "worker"})
             await self._watch_stalls()
             await asyncio.sleep(SUPERVISE_S)
+
+    async def _release_orphans(self) -> None:
+        """Give back claims no runner holds (a claim whose reply a broken connection lost),
+        at most once per lease and only claims older than a lease (database time)."""
+        now = time.monotonic()
+        lease_s = self._lease.lease_s
+        if now - self._orphans_checked < lease_s:
+            return
+        self._orphans_checked = now
+        running = [i for runner in self.runners.values() for i in runner.running_ids]
+        released = await self._runtime.repos.jobs.release_orphans(
+            running, datetime.now(UTC) - timedelta(seconds=lease_s))
+        if released:
+            log.warning("gave back %d job claims no worker held (lost with a broken "
+                        "connection)", released, extra={"action": "worker"})
 
     async def _watch_stalls(self) -> None:
         """WARNING once when a stage with due work has made no progress for a while."""

@@ -121,6 +121,23 @@ SELECT kind, count(*) AS released, pg_notify('riven_jobs', kind::text) AS notifi
 FROM released
 GROUP BY kind;
 
+-- name: release_orphans
+-- Give back claims of process $1 that none of its workers runs (a claim whose reply was lost
+-- when the connection broke): claimed before $3 and not among the running ids $2.
+-- $1 claimed_by uuid, $2 running bigint[], $3 claimed_before timestamptz
+WITH released AS (
+    UPDATE jobs
+    SET status = 'queued', claimed_by = NULL, claimed_at = NULL,
+        attempts = GREATEST(attempts - 1, 0),
+        run_at = LEAST(run_at, COALESCE(rerun_at, run_at)), rerun_at = NULL
+    WHERE claimed_by = $1::uuid AND status = 'running'
+      AND claimed_at < $3::timestamptz AND NOT (id = ANY ($2::bigint[]))
+    RETURNING kind
+)
+SELECT kind, count(*) AS released, pg_notify('riven_jobs', kind::text) AS notified
+FROM released
+GROUP BY kind;
+
 -- name: recover
 -- Take back the claims of dead processes (stopped, or silent for $1 s): their jobs run again.
 -- $1 lease_s float8, $2 now timestamptz

@@ -346,3 +346,29 @@ def test_the_recorded_reason_names_the_error_and_is_bounded() -> None:
     assert describe_error(TimeoutError()) == "TimeoutError"
     assert len(describe_error(RuntimeError("x" * 10_000))) == 2000
 
+
+
+async def test_claims_no_runner_holds_are_given_back_but_running_ones_are_kept(
+    make_settings: SettingsFactory, db_pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    async def forever(job: Job) -> StepResult:
+        await asyncio.Event().wait()
+        return DONE
+
+    step = FakeStep(JobKind.SCAN, forever)
+    await _enqueue(db_pool, NewJob(JobKind.SCAN, dedupe_key="running"))
+    async with running_workers(_settings(make_settings, db_dsn), db_pool, db_dsn,
+                               {JobKind.SCAN: step}) as workers:
+        await eventually(lambda: step.running == 1)
+        # A claim of this process whose reply was lost: no runner knows it.
+        ours = JobsRepo(db_pool, boot_id=workers.runners[JobKind.SCAN]._jobs.boot_id)
+        await ours.enqueue_many([NewJob(JobKind.LINK, dedupe_key="orphan")])
+        [orphan] = await ours.claim(JobKind.LINK)
+        await db_pool.execute("UPDATE jobs SET claimed_at = now() - interval '1 hour'")
+        workers._orphans_checked = float("-inf")
+        await workers._release_orphans()
+        rows = {r["dedupe_key"]: r for r in await _job_rows(db_pool)}
+    assert rows["orphan"]["status"] == "queued"
+    assert rows["orphan"]["attempts"] == 0
+    assert rows["running"]["status"] == "running"
+    assert orphan.id == rows["orphan"]["id"]
