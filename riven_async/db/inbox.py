@@ -1,4 +1,4 @@
-"""Received webhooks: persisted before the 2xx (group commit), then claimed and processed."""
+"""Received webhooks: persisted before the 2xx (group commit), then taken and acted on."""
 
 from __future__ import annotations
 
@@ -28,16 +28,13 @@ class Accepted:
     delivery_key: str
 
 
-@dataclass(frozen=True, slots=True)
-class InboxRecovered:
-    """Claims taken back from dead processes: queued again, or given up as poison."""
-
-    requeued: int
-    given_up: int
-
-
 class InboxRepo(Repository):
-    """The webhook inbox as seen by one process (``boot_id``): claims carry that identity."""
+    """The webhook inbox: group-committed inserts, and takes inside the taker's transaction.
+
+    A take marks deliveries processed in the caller's transaction, so their effects and the
+    mark commit together and a rollback (or a crash) leaves them waiting: no claim to lease
+    or take back. ``boot_id`` is kept for the repository set; takes need no identity.
+    """
 
     FEATURE = "inbox"
 
@@ -52,11 +49,10 @@ class InboxRepo(Repository):
         super().__init__(executor, queries, now=now)
         self.boot_id = boot_id if boot_id is not None else new_boot_id()
         self._insert_many = self._sql("insert_many")
-        self._claim = self._sql("claim")
-        self._mark_processed = self._sql("mark_processed")
-        self._fail = self._sql("fail")
-        self._release_own = self._sql("release_own")
-        self._recover = self._sql("recover")
+        self._take = self._sql("take")
+        self._take_ids = self._sql("take_ids")
+        self._retry_later = self._sql("retry_later")
+        self._record_errors = self._sql("record_errors")
         self._get_many = self._sql("get_many")
         self._prune_processed = self._sql("prune_processed")
 
@@ -85,43 +81,35 @@ class InboxRepo(Repository):
         )
         return [Accepted(InboxId(r["id"]), r["source"], r["delivery_key"]) for r in records]
 
-    async def claim(self, limit: int = 10) -> list[InboxMessage]:
-        """Claim up to ``limit`` deliveries, oldest first; claimers never share one."""
-        records = await self._executor.fetch(self._claim, self.boot_id, limit)
+    async def take(self, limit: int) -> list[InboxMessage]:
+        """Up to ``limit`` waiting deliveries, oldest first, marked processed in the caller's
+        transaction (call it on a connection inside one); takers never share one."""
+        records = await self._executor.fetch(self._take, limit)
         return sorted((rows.inbox_message(r) for r in records), key=lambda m: m.id)
 
-    async def mark_processed(self, message_ids: Iterable[int]) -> list[InboxId]:
-        """These deliveries took effect; returns the ids this process still held."""
-        records = await self._executor.fetch(self._mark_processed,
-                                             ids_array(list(message_ids)), self.boot_id)
-        return [InboxId(r["id"]) for r in records]
+    async def take_ids(self, message_ids: Iterable[int]) -> list[InboxMessage]:
+        """``take`` for these deliveries only (those still waiting and not being taken)."""
+        records = await self._executor.fetch(self._take_ids, ids_array(list(message_ids)))
+        return sorted((rows.inbox_message(r) for r in records), key=lambda m: m.id)
 
-    async def fail(
+    async def retry_later(
         self,
         message_id: int,
         error: str,
         retry_after_s: float,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> bool | None:
-        """Processing failed: retried later, or given up (True) after ``max_attempts``.
-
-        None when the claim was lost."""
-        given_up = await self._executor.fetchval(self._fail, message_id, self.boot_id,
-                                                 error[:4000], retry_after_s, max_attempts)
+        """Acting on a delivery failed: it waits ``retry_after_s``, or is given up (True)
+        at ``max_attempts``. None when it was no longer waiting."""
+        given_up = await self._executor.fetchval(self._retry_later, message_id, error[:4000],
+                                                 retry_after_s, max_attempts)
         return None if given_up is None else bool(given_up)
 
-    async def release_own(self) -> int:
-        """Give back this process's claims (graceful stop)."""
-        return int(await self._executor.fetchval(self._release_own, self.boot_id))
-
-    async def recover(
-        self, lease_s: float, max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    ) -> InboxRecovered:
-        """Take back claims of dead processes; deliveries that killed every attempt are
-        given up (kept with an error) instead of crashing the daemon forever."""
-        record = await self._executor.fetchrow(self._recover, lease_s, max_attempts)
-        assert record is not None
-        return InboxRecovered(record["requeued"], record["given_up"])
+    async def record_errors(self, errors: Sequence[tuple[int, str]]) -> None:
+        """Why these taken deliveries had no effect; they stay processed."""
+        if errors:
+            await self._executor.execute(self._record_errors, ids_array([i for i, _ in errors]),
+                                         [e[:4000] for _, e in errors])
 
     async def get_many(self, message_ids: Iterable[int]) -> list[InboxMessage]:
         """Deliveries by id."""

@@ -1,21 +1,18 @@
 """The inbox worker: stored webhook deliveries become requests, re-checks and removals.
 
-It claims inbox rows (woken by NOTIFY ``riven_inbox``, polling as a fallback), applies a
-batch's intents set-based in one transaction together with marking them processed, and
-falls back to one message per transaction when a batch fails, so a bad message fails
-alone. Every effect is idempotent (requests are unique per delivery and item, re-checks
-only move a due time, index jobs dedupe), so a message replayed after a crash is harmless.
+It takes waiting inbox rows (woken by NOTIFY ``riven_inbox``, polling as a fallback) inside
+one transaction that also applies their intents set-based, so the effects and the
+"processed" mark commit together: a rollback or a crash leaves the deliveries waiting, and
+there is no claim to lease or take back. When a batch fails, each delivery is tried again
+in its own transaction, so a bad one fails alone. Every effect is idempotent (requests are
+unique per delivery and item, re-checks only move a due time, index jobs dedupe).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import random
-import socket
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -38,7 +35,7 @@ from riven_async.domain.intents import (
     intent_from_dict,
 )
 from riven_async.domain.media import ItemId, MediaKind
-from riven_async.domain.queue import Backoff, BootId, InboxMessage, JobKind, NewJob
+from riven_async.domain.queue import Backoff, InboxMessage, JobKind, NewJob
 from riven_async.errors import RivenError
 from riven_async.pipeline.runtime import Runtime
 
@@ -47,18 +44,14 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 250
 POLL_S = 5.0
 GATHER_S = 0.05
-# A process silent this long is dead: its claims are taken back (start-up and periodically).
-LEASE_S = 60.0
-HEARTBEAT_S = LEASE_S / 3
 OUTAGE_MIN_S = 0.5
 OUTAGE_MAX_S = 30.0
-RELEASE_TIMEOUT_S = 2.0
 # Webhooks are someone waiting: they go ahead of the background schedule.
 WEBHOOK_PRIORITY = 10
 TITLE_CANDIDATES = 10
 MAX_TITLE_LOOKUPS = 50
 
-# A message failing for these reasons is retried with backoff, then given up.
+# A delivery failing for these reasons is retried with backoff, then given up.
 _MESSAGE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, RivenError,
                                                      ValueError)
 _OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
@@ -76,7 +69,6 @@ class IntakeStats:
     rechecked: int = 0
     unknown: int = 0
     removed: int = 0
-    recovered: int = 0
 
 
 @dataclass(slots=True)
@@ -89,7 +81,7 @@ class _Work:
 
 
 class InboxIntake:
-    """Turns claimed inbox messages into their effects; one instance per process."""
+    """Turns waiting inbox deliveries into their effects; any number may run at once."""
 
     def __init__(
         self,
@@ -100,9 +92,7 @@ class InboxIntake:
         *,
         batch_size: int = BATCH_SIZE,
         poll_s: float = POLL_S,
-        lease_s: float = LEASE_S,
         gather_s: float = GATHER_S,
-        hostname: str | None = None,
     ) -> None:
         self._pool = pool
         self._repos = repos
@@ -110,13 +100,8 @@ class InboxIntake:
         self._wake = wake
         self._batch_size = batch_size
         self._poll_s = poll_s
-        self._lease_s = lease_s
         self._gather_s = gather_s
-        self._hostname = hostname or socket.gethostname()
         self._backoff = Backoff(base_s=30.0, cap_s=3600.0)
-        self._holding = False
-        self._last_heartbeat = 0.0
-        self._last_recover = 0.0
         self.stats = IntakeStats()
 
     @classmethod
@@ -125,125 +110,61 @@ class InboxIntake:
         return cls(runtime.pool, runtime.repos, runtime.live,
                    runtime.listener.wake_event(CHANNEL_INBOX))
 
-    @property
-    def boot_id(self) -> BootId:
-        """The identity this worker's claims carry."""
-        return self._repos.inbox.boot_id
-
     async def run(self) -> None:
-        """Start up, then process until cancelled; database outages are waited out."""
+        """Process until cancelled; database outages are waited out."""
         delay_s = OUTAGE_MIN_S
-        started = False
-        try:
-            while True:
-                try:
-                    if not started:
-                        await self.start_up()
-                        started = True
-                    await self._housekeeping()
-                    handled = await self.process_batch()
-                    delay_s = OUTAGE_MIN_S
-                except _OUTAGE_ERRORS as exc:
-                    log.warning("inbox worker: database unavailable (%r); retrying in %.1fs",
-                                exc, delay_s, extra={"action": "inbox_intake"})
-                    await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))
-                    delay_s = min(OUTAGE_MAX_S, delay_s * 2)
-                    continue
-                if handled < self._batch_size:
-                    await wait_for_wake(self._wake, self._poll_s)
-                    if handled:
-                        # Under a stream of webhooks, gather a few before claiming again:
-                        # a batch costs about as many statements whatever its size.
-                        await asyncio.sleep(self._gather_s)
-        except asyncio.CancelledError:
-            await self._release_on_stop()
-            raise
-
-    async def start_up(self) -> None:
-        """Register this process and take back the claims of dead ones (kill -9)."""
-        jobs = self._repos.jobs
-        await jobs.register(self._hostname)
-        self._last_heartbeat = time.monotonic()
-        dead = [p.boot_id for p in await jobs.list_processes()
-                if p.stopped_at is None and p.boot_id != self.boot_id
-                and p.hostname == self._hostname and not _pid_alive(p.pid)]
-        if dead:
-            await jobs.mark_stopped(dead)
-            log.info("%d processes of this host are gone; their claims are taken back",
-                     len(dead), extra={"action": "inbox_recover"})
-        await self._recover()
-
-    async def _recover(self) -> None:
-        recovered = await self._repos.inbox.recover(self._lease_s)
-        self._last_recover = time.monotonic()
-        self.stats.recovered += recovered.requeued
-        if recovered.requeued or recovered.given_up:
-            log.warning("took back %d inbox claims of dead processes (%d given up)",
-                        recovered.requeued, recovered.given_up,
-                        extra={"action": "inbox_recover"})
-
-    async def _housekeeping(self) -> None:
-        if self._holding:
-            # A batch was cut off by an outage: its claims are ours, give them back.
-            await self._repos.inbox.release_own()
-            self._holding = False
-        now = time.monotonic()
-        if now - self._last_heartbeat >= HEARTBEAT_S:
-            if not await self._repos.jobs.heartbeat():
-                log.warning("this process was declared dead; registering again",
-                            extra={"action": "inbox_intake"})
-                await self._repos.jobs.register(self._hostname)
-            self._last_heartbeat = now
-        if now - self._last_recover >= self._lease_s:
-            await self._recover()
-
-    async def _release_on_stop(self) -> None:
-        with contextlib.suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
-            async with asyncio.timeout(RELEASE_TIMEOUT_S):
-                await self._repos.inbox.release_own()
+        while True:
+            try:
+                handled = await self.process_batch()
+                delay_s = OUTAGE_MIN_S
+            except _OUTAGE_ERRORS as exc:
+                log.warning("inbox worker: database unavailable (%r); retrying in %.1fs",
+                            exc, delay_s, extra={"action": "inbox_intake"})
+                await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))
+                delay_s = min(OUTAGE_MAX_S, delay_s * 2)
+                continue
+            if handled < self._batch_size:
+                await wait_for_wake(self._wake, self._poll_s)
+                if handled:
+                    # Under a stream of webhooks, gather a few before taking again:
+                    # a batch costs about as many statements whatever its size.
+                    await asyncio.sleep(self._gather_s)
 
     async def process_batch(self) -> int:
-        """Claim and process up to one batch; returns how many messages were claimed."""
-        inbox = self._repos.inbox
-        messages = await inbox.claim(self._batch_size)
-        if not messages:
-            return 0
-        self._holding = True
-        decoded: list[tuple[InboxMessage, list[Intent]]] = []
+        """Take and act on up to one batch; returns how many deliveries were taken."""
+        taken: list[InboxMessage] = []
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                taken = await self._repos.inbox.bound_to(conn).take(self._batch_size)
+                unreadable = await self._act(conn, taken)
+            self._count(len(taken), unreadable)
+        except _MESSAGE_ERRORS as exc:
+            if isinstance(exc, CONNECTION_ERRORS) or not taken:
+                raise
+            # The batch rolled back: each delivery once more on its own, so a bad one
+            # fails alone and its batch mates take effect.
+            if len(taken) == 1:
+                await self._retry_later(taken[0], exc)
+            else:
+                await self._one_by_one(taken)
+        return len(taken)
+
+    async def _one_by_one(self, messages: Sequence[InboxMessage]) -> None:
         for message in messages:
             try:
-                decoded.append((message, [intent_from_dict(d) for d in message.intents]))
-            except (ValueError, TypeError, AttributeError) as exc:
-                # Retrying cannot make a malformed message readable.
-                await inbox.fail(message.id, f"unreadable intents: {exc}", 0.0, max_attempts=1)
-                self.stats.given_up += 1
-                log.error("inbox message %d has unreadable intents: %s", message.id, exc,
-                          extra={"action": "inbox_intake"})
-        try:
-            await self._apply(decoded)
-        except _MESSAGE_ERRORS as exc:
-            if isinstance(exc, CONNECTION_ERRORS):
-                raise
-            if len(decoded) == 1:
-                await self._fail(decoded[0][0], exc)
-            else:
-                await self._one_by_one(decoded)
-        self._holding = False
-        return len(messages)
-
-    async def _one_by_one(self, decoded: Sequence[tuple[InboxMessage, list[Intent]]]) -> None:
-        for one in decoded:
-            try:
-                await self._apply([one])
+                async with self._pool.acquire() as conn, conn.transaction():
+                    again = await self._repos.inbox.bound_to(conn).take_ids([message.id])
+                    unreadable = await self._act(conn, again)
+                self._count(len(again), unreadable)
             except _MESSAGE_ERRORS as exc:
                 if isinstance(exc, CONNECTION_ERRORS):
                     raise
-                await self._fail(one[0], exc)
+                await self._retry_later(message, exc)
 
-    async def _fail(self, message: InboxMessage, exc: BaseException) -> None:
+    async def _retry_later(self, message: InboxMessage, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"
-        given_up = await self._repos.inbox.fail(message.id, error,
-                                                self._backoff.delay_s(message.attempts))
+        given_up = await self._repos.inbox.retry_later(
+            message.id, error, self._backoff.delay_s(message.attempts))
         if given_up:
             self.stats.given_up += 1
         else:
@@ -252,20 +173,28 @@ class InboxIntake:
                     message.event, " for good" if given_up else "", error,
                     extra={"action": "inbox_intake", "sender": message.source})
 
-    async def _apply(self, decoded: Sequence[tuple[InboxMessage, list[Intent]]]) -> None:
-        """Every message's effects and its processed mark, in one transaction."""
-        if not decoded:
-            return
-        async with self._pool.acquire() as conn, conn.transaction():
-            repos = self._repos
-            for work in _segments(decoded):
-                await self._apply_work(conn, work)
-            ids = [message.id for message, _ in decoded]
-            held = await repos.inbox.bound_to(conn).mark_processed(ids)
-        self.stats.processed += len(held)
-        if len(held) < len(ids):
-            log.warning("%d inbox claims were taken back while being processed",
-                        len(ids) - len(held), extra={"action": "inbox_intake"})
+    def _count(self, taken: int, unreadable: int) -> None:
+        self.stats.processed += taken - unreadable
+        self.stats.given_up += unreadable
+
+    async def _act(self, conn: Executor, messages: Sequence[InboxMessage]) -> int:
+        """Every taken delivery's effects, on ``conn`` inside the taking transaction;
+        returns how many were unreadable (they stay processed, with their error)."""
+        decoded: list[tuple[InboxMessage, list[Intent]]] = []
+        unreadable: list[tuple[int, str]] = []
+        for message in messages:
+            try:
+                decoded.append((message, [intent_from_dict(d) for d in message.intents]))
+            except (ValueError, TypeError, AttributeError) as exc:
+                # Retrying cannot make a malformed message readable: it stays processed.
+                unreadable.append((message.id, f"unreadable intents: {exc}"))
+                log.error("inbox message %d has unreadable intents: %s", message.id, exc,
+                          extra={"action": "inbox_intake"})
+        if unreadable:
+            await self._repos.inbox.bound_to(conn).record_errors(unreadable)
+        for work in _segments(decoded):
+            await self._apply_work(conn, work)
+        return len(unreadable)
 
     async def _apply_work(self, conn: Executor, work: _Work) -> None:
         if work.requests:
@@ -393,20 +322,6 @@ def _normalise(title: str) -> str:
 
 def _title_key(recheck: RecheckShow | RecheckMovie) -> tuple[MediaKind, str, int | None]:
     return _kind(recheck), _normalise(recheck.title or ""), recheck.year
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process of this host still runs as ``pid`` (our own pid: not that one)."""
-    if pid == os.getpid():
-        # Containers start every daemon as the same pid: the registered one is gone.
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def start_intake(runtime: Runtime, tasks: BackgroundTasks, stack: AsyncExitStack) -> None:

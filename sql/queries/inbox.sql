@@ -19,70 +19,59 @@ WHERE b.received_at < now() - make_interval(secs => $6::float8)
   AND b.processed_at IS NOT NULL
 RETURNING b.id, b.source, b.delivery_key;
 
--- name: claim
--- Claim up to $2 received webhooks for process $1, oldest first; SKIP LOCKED so claimers never collide.
--- $1 claimed_by uuid, $2 limit integer
+-- name: take
+-- Take up to $1 waiting webhooks, oldest first, marking them processed in the caller's transaction:
+-- their effects commit with the mark, and a rollback or a crash puts them back as they were.
+-- SKIP LOCKED so concurrent takers never share one. claimed_by is never set (the index predicate).
+-- The worker acts on the intents alone: the payload stays in the table (get_many reads it).
+-- $1 limit integer
 WITH next AS (
     SELECT id FROM inbox
     WHERE processed_at IS NULL AND claimed_by IS NULL AND available_at <= now()
     ORDER BY available_at, id
-    LIMIT $2::integer
+    LIMIT $1::integer
     FOR UPDATE SKIP LOCKED
 )
 UPDATE inbox b
-SET claimed_by = $1::uuid, claimed_at = now(), attempts = b.attempts + 1
+SET processed_at = now(), attempts = b.attempts + 1, error = NULL
 FROM next
 WHERE b.id = next.id
-RETURNING b.*;
+RETURNING b.id, b.source, b.event, b.delivery_key, NULL::jsonb AS payload, b.intents,
+          b.received_at, b.attempts, b.error, b.processed_at;
 
--- name: mark_processed
--- The worker turned these deliveries into their effects; returns the ids it still held.
--- $1 ids bigint[], $2 claimed_by uuid
-UPDATE inbox
-SET processed_at = now(), claimed_by = NULL, claimed_at = NULL, error = NULL
-WHERE id = ANY ($1::bigint[]) AND claimed_by = $2::uuid
-RETURNING id;
+-- name: take_ids
+-- take for these deliveries only, those still waiting and not held by another taker.
+-- $1 ids bigint[]
+WITH next AS (
+    SELECT id FROM inbox
+    WHERE id = ANY ($1::bigint[]) AND processed_at IS NULL AND claimed_by IS NULL
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE inbox b
+SET processed_at = now(), attempts = b.attempts + 1, error = NULL
+FROM next
+WHERE b.id = next.id
+RETURNING b.id, b.source, b.event, b.delivery_key, NULL::jsonb AS payload, b.intents,
+          b.received_at, b.attempts, b.error, b.processed_at;
 
--- name: fail
--- Processing failed: retry after $4 s, or give up (kept with its error) after $5 attempts.
--- $1 id bigint, $2 claimed_by uuid, $3 error text, $4 retry_after_s float8, $5 max_attempts integer
+-- name: retry_later
+-- Acting on a delivery failed (its take rolled back): retry after $3 s, or give up (kept with its error) at $4 attempts.
+-- $1 id bigint, $2 error text, $3 retry_after_s float8, $4 max_attempts integer
 UPDATE inbox
-SET claimed_by = NULL, claimed_at = NULL, error = $3::text,
-    processed_at = CASE WHEN attempts >= $5::integer THEN now() END,
-    available_at = now() + make_interval(secs => $4::float8)
-WHERE id = $1::bigint AND claimed_by = $2::uuid
+SET attempts = attempts + 1, error = $2::text,
+    processed_at = CASE WHEN attempts + 1 >= $4::integer THEN now() END,
+    available_at = now() + make_interval(secs => $3::float8)
+WHERE id = $1::bigint AND processed_at IS NULL
 RETURNING processed_at IS NOT NULL AS given_up;
 
--- name: release_own
--- Give back every claim of process $1 on a graceful stop; the attempt is not counted.
--- $1 claimed_by uuid
-WITH released AS (
-    UPDATE inbox
-    SET claimed_by = NULL, claimed_at = NULL, attempts = GREATEST(attempts - 1, 0)
-    WHERE claimed_by = $1::uuid
-    RETURNING id
-)
-SELECT count(*) FROM released;
-
--- name: recover
--- Take back the claims of dead processes (stopped, or silent for $1 s); poison after $2 attempts.
--- $1 lease_s float8, $2 max_attempts integer
-WITH live AS (
-    SELECT boot_id FROM processes
-    WHERE stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1::float8)
-), released AS (
-    UPDATE inbox
-    SET claimed_by = NULL, claimed_at = NULL,
-        processed_at = CASE WHEN attempts >= $2::integer THEN now() END,
-        error = CASE WHEN attempts >= $2::integer
-                     THEN 'its process died during each of ' || attempts || ' attempts'
-                     ELSE error END
-    WHERE claimed_by IS NOT NULL AND claimed_by NOT IN (SELECT boot_id FROM live)
-    RETURNING processed_at
-)
-SELECT count(*) FILTER (WHERE processed_at IS NULL) AS requeued,
-       count(*) FILTER (WHERE processed_at IS NOT NULL) AS given_up
-FROM released;
+-- name: record_errors
+-- Note why taken deliveries had no effect (unreadable intents); they stay processed.
+-- $1 ids bigint[], $2 errors text[]
+UPDATE inbox b
+SET error = e.error
+FROM unnest($1::bigint[], $2::text[]) AS e(id, error)
+WHERE b.id = e.id;
 
 -- name: get_many
 -- Deliveries by id.

@@ -1,14 +1,15 @@
-"""The webhook inbox: one effect per delivery, claims that never collide, crash recovery."""
+"""The webhook inbox: one effect per delivery, takes that never collide, rollback = waiting."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from riven_async.db.inbox import InboxRepo
-from riven_async.domain.queue import InboxDelivery
+from riven_async.domain.queue import InboxDelivery, InboxMessage
 from tests.db.factories import count
 
 
@@ -27,60 +28,115 @@ async def test_a_retried_delivery_is_stored_once(db_pool: asyncpg.Pool) -> None:
     assert await count(db_pool, "SELECT count(*) FROM inbox") == 3
 
 
+class _Rollback(Exception):
+    pass
+
+
+async def take(pool: asyncpg.Pool, limit: int = 10) -> list[InboxMessage]:
+    """A take that commits (as the worker's does once the effects are applied)."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await InboxRepo(conn).take(limit)
+
+
 async def test_an_identical_body_after_the_window_is_a_new_event(db_pool: asyncpg.Pool) -> None:
     inbox = InboxRepo(db_pool)
     [accepted] = await inbox.insert_many([_delivery("k")])
-    [claimed] = await inbox.claim()
     # Still waiting to be processed: even after the window it is the same delivery.
     assert await inbox.insert_many([_delivery("k")], retry_window_s=0) == []
-    await inbox.mark_processed([claimed.id])
+    [taken] = await take(db_pool)
+    assert taken.id == accepted.id
     assert await inbox.insert_many([_delivery("k")], retry_window_s=3600) == []
     [again] = await inbox.insert_many([_delivery("k")], retry_window_s=0)
     assert again.id == accepted.id
-    [reclaimed] = await inbox.claim()
-    assert reclaimed.id == accepted.id
-    assert reclaimed.attempts == 1
+    [retaken] = await take(db_pool)
+    assert retaken.id == accepted.id
+    assert retaken.attempts == 1
 
 
-async def test_claims_never_collide_and_processing_is_recorded(db_pool: asyncpg.Pool) -> None:
+async def test_concurrent_takers_never_share_a_delivery(db_pool: asyncpg.Pool) -> None:
     inbox = InboxRepo(db_pool)
     await inbox.insert_many([_delivery(f"k{n}") for n in range(50)])
-    workers = [InboxRepo(db_pool) for _ in range(4)]
-    batches = await asyncio.gather(*(w.claim(limit=20) for w in workers))
+    batches = await asyncio.gather(*(take(db_pool, limit=20) for _ in range(4)))
     ids = [m.id for batch in batches for m in batch]
     assert len(ids) == len(set(ids)) == 50
     message = batches[0][0]
-    assert message.payload == {"series": {"tvdbId": 1}}
     assert message.intents == [{"type": "RecheckShow"}]
-    assert await inbox.mark_processed(ids) == []  # held by the workers, not by `inbox`
-    for worker, batch in zip(workers, batches, strict=True):
-        assert len(await worker.mark_processed([m.id for m in batch])) == len(batch)
+    assert message.payload is None  # the worker needs only the intents
+    [stored] = await inbox.get_many([message.id])
+    assert stored.payload == {"series": {"tvdbId": 1}}
+    assert stored.processed_at is not None
     assert await count(db_pool, "SELECT count(*) FROM inbox WHERE processed_at IS NULL") == 0
+    assert await take(db_pool) == []
+
+
+async def take_then_roll_back(pool: asyncpg.Pool) -> list[InboxMessage]:
+    """A take whose effects failed: the transaction rolls back."""
+    taken: list[InboxMessage] = []
+
+    async def take_and_fail() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            taken.extend(await InboxRepo(conn).take(10))
+            raise _Rollback
+
+    with pytest.raises(_Rollback):
+        await take_and_fail()
+    return taken
+
+
+async def test_a_rolled_back_take_leaves_the_deliveries_waiting(
+    db_pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    inbox = InboxRepo(db_pool)
+    await inbox.insert_many([_delivery("a"), _delivery("b")])
+    assert len(await take_then_roll_back(db_pool)) == 2
+    # A taker that dies mid-transaction (its connection is gone) puts them back too.
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        assert len(await InboxRepo(conn).take(10)) == 2
+        # Held by a live transaction: another taker skips them rather than waiting.
+        assert await take(db_pool) == []
+        await db_pool.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+    finally:
+        conn.terminate()
+    taken = await take(db_pool)
+    assert [m.delivery_key for m in taken] == ["a", "b"]
+    assert [m.attempts for m in taken] == [1, 1]
 
 
 async def test_failures_retry_then_give_up(db_pool: asyncpg.Pool) -> None:
     inbox = InboxRepo(db_pool)
-    await inbox.insert_many([_delivery("poison")])
-    [message] = await inbox.claim()
-    assert await inbox.fail(message.id, "TMDB down", retry_after_s=0, max_attempts=2) is False
-    [message] = await inbox.claim()
-    assert message.attempts == 2
-    assert await inbox.fail(message.id, "TMDB down", retry_after_s=0, max_attempts=2) is True
-    assert await inbox.claim() == []
-    [stored] = await inbox.get_many([message.id])
+    [accepted] = await inbox.insert_many([_delivery("poison")])
+    [first] = await take_then_roll_back(db_pool)
+    assert first.attempts == 1
+    assert await inbox.retry_later(accepted.id, "TMDB down", 0, max_attempts=2) is False
+    [second] = await take_then_roll_back(db_pool)
+    assert second.attempts == 2
+    assert await inbox.retry_later(accepted.id, "TMDB down", 0, max_attempts=2) is True
+    assert await take(db_pool) == []
+    # Only a waiting delivery can fail: one given up (or taken) is left alone.
+    assert await inbox.retry_later(accepted.id, "again", 0) is None
+    [stored] = await inbox.get_many([accepted.id])
     assert stored.error == "TMDB down"
     assert stored.processed_at is not None
 
 
-async def test_claims_of_a_dead_process_come_back(db_pool: asyncpg.Pool) -> None:
+async def test_a_retry_waits_for_its_time(db_pool: asyncpg.Pool) -> None:
     inbox = InboxRepo(db_pool)
-    await inbox.insert_many([_delivery("a"), _delivery("b")])
-    dead = InboxRepo(db_pool)
-    claimed = await dead.claim(limit=2)
-    assert await inbox.claim() == []
-    # The dead process never registered a heartbeat: its claims are taken back.
-    recovered = await inbox.recover(lease_s=60)
-    assert (recovered.requeued, recovered.given_up) == (2, 0)
-    assert {m.id for m in await inbox.claim(limit=5)} == {m.id for m in claimed}
-    assert await inbox.release_own() == 2
-    assert await inbox.prune_processed(datetime.now(UTC)) == 0
+    [accepted] = await inbox.insert_many([_delivery("later")])
+    assert await inbox.retry_later(accepted.id, "boom", retry_after_s=3600) is False
+    assert await take(db_pool) == []
+    assert await inbox.take_ids([accepted.id]) != []  # by id, as the one-by-one retry does
+
+
+async def test_errors_are_recorded_and_old_deliveries_pruned(db_pool: asyncpg.Pool) -> None:
+    inbox = InboxRepo(db_pool)
+    await inbox.insert_many([_delivery("x"), _delivery("y")])
+    taken = await take(db_pool)
+    await inbox.record_errors([(taken[0].id, "unreadable intents: nope")])
+    stored = {m.delivery_key: m for m in await inbox.get_many([m.id for m in taken])}
+    assert stored["x"].error == "unreadable intents: nope"
+    assert stored["y"].error is None
+    assert await inbox.prune_processed(datetime(2000, 1, 1, tzinfo=UTC)) == 0
+    assert await inbox.prune_processed(datetime.now(UTC) + timedelta(seconds=1)) == 2

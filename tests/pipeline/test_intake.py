@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
 import asyncpg
@@ -28,13 +29,12 @@ from riven_async.domain.intents import (
     RequestMedia,
     intent_to_dict,
 )
-from riven_async.domain.queue import BootId, InboxDelivery, new_boot_id
+from riven_async.domain.queue import InboxDelivery, new_boot_id
 from riven_async.pipeline.intake import WEBHOOK_PRIORITY, InboxIntake
 from tests.conftest import TEST_API_KEY
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 SettingsFactory = Callable[..., Settings]
-HOST = "test-host"
 SEVERANCE = ExternalIds(tmdb=95396, tvdb=371980, imdb="tt11280740")
 DUNE = ExternalIds(tmdb=693134, imdb="tt15239678")
 
@@ -44,13 +44,12 @@ def make_intake(
     make_settings: SettingsFactory,
     *,
     follow_deletes: bool = False,
-    boot_id: BootId | None = None,
     batch_size: int = 100,
 ) -> InboxIntake:
     settings = make_settings(webhooks={"follow_deletes": follow_deletes})
-    repos = Repos.on(pool, SystemClock(), boot_id or new_boot_id())
+    repos = Repos.on(pool, SystemClock(), new_boot_id())
     return InboxIntake(pool, repos, LiveSettings(settings), asyncio.Event(),
-                       batch_size=batch_size, hostname=HOST)
+                       batch_size=batch_size)
 
 
 def show_request(requester: str = "bob", ids: ExternalIds = SEVERANCE) -> RequestMedia:
@@ -228,34 +227,63 @@ async def test_an_unreadable_message_is_given_up_and_its_batch_mates_take_effect
     assert await db_pool.fetchval("SELECT count(*) FROM items") == 1
 
 
-async def test_start_up_takes_back_the_claims_of_a_dead_process(
+async def test_a_delivery_whose_effect_fails_fails_alone_and_is_retried_later(
+    db_pool: asyncpg.Pool, make_settings: SettingsFactory
+) -> None:
+    # An id the items table refuses (a CHECK): the batch rolls back, then each goes alone.
+    bad = RequestMedia("movie", ExternalIds(tmdb=-5), "Broken", None, None, "radarr")
+    good_ids = await store(db_pool, [show_request()], [movie_request()])
+    [bad_id] = await store(db_pool, [bad])
+    intake = make_intake(db_pool, make_settings)
+    assert await intake.process_batch() == 3
+    assert await db_pool.fetchval("SELECT count(*) FROM items") == 2
+    row = await db_pool.fetchrow("SELECT processed_at, attempts, error, "
+                                 "available_at > now() AS later FROM inbox WHERE id = $1", bad_id)
+    assert row is not None
+    assert (row["processed_at"], row["attempts"], row["later"]) == (None, 1, True)
+    assert "CheckViolation" in row["error"]
+    assert await db_pool.fetchval("SELECT count(*) FROM inbox WHERE id = ANY($1::bigint[]) "
+                                  "AND processed_at IS NOT NULL", good_ids) == 2
+    assert (intake.stats.processed, intake.stats.failed) == (2, 1)
+    # Not due yet: the next batch leaves it waiting.
+    assert await intake.process_batch() == 0
+    await db_pool.execute("UPDATE inbox SET available_at = now()")
+    assert await intake.process_batch() == 1
+    assert intake.stats.failed == 2
+
+
+async def test_a_batch_cut_off_by_a_crash_is_taken_again_with_one_effect(
     db_pool: asyncpg.Pool, make_settings: SettingsFactory
 ) -> None:
     await store(db_pool, [show_request()], [movie_request()])
-    # The previous daemon on this host (same pid in a container: it is gone) claimed both.
-    dead = make_intake(db_pool, make_settings)
-    await dead._repos.jobs.register(HOST, pid=os.getpid())
-    assert len(await dead._repos.inbox.claim(10)) == 2
-    fresh = make_intake(db_pool, make_settings)
-    assert await fresh.process_batch() == 0
-    await fresh.start_up()
-    assert fresh.stats.recovered == 2
-    assert await fresh.process_batch() == 2
-    assert await db_pool.fetchval("SELECT count(*) FROM items") == 2
-    assert await unprocessed(db_pool) == 0
+    intake = make_intake(db_pool, make_settings)
+    gate = asyncio.Event()
+    original = intake._apply_work
 
+    async def stall(*args: Any) -> None:
+        await original(*args)
+        await gate.wait()
 
-async def test_start_up_leaves_the_claims_of_a_live_process_alone(
-    db_pool: asyncpg.Pool, make_settings: SettingsFactory
-) -> None:
-    await store(db_pool, [show_request()])
+    intake._apply_work = stall  # type: ignore[method-assign,assignment]
+    crashed = asyncio.create_task(intake.process_batch())
+    for _ in range(100):
+        if await db_pool.fetchval("SELECT count(*) FROM pg_locks l JOIN pg_class c "
+                                  "ON c.oid = l.relation WHERE c.relname = 'inbox' "
+                                  "AND l.mode = 'RowExclusiveLock'"):
+            break
+        await asyncio.sleep(0.02)
+    # Another worker skips what the first holds, rather than waiting or sharing it.
     other = make_intake(db_pool, make_settings)
-    await other._repos.jobs.register("another-host", pid=os.getpid())
-    assert len(await other._repos.inbox.claim(10)) == 1
-    fresh = make_intake(db_pool, make_settings)
-    await fresh.start_up()
-    assert fresh.stats.recovered == 0
-    assert await fresh.process_batch() == 0
+    assert await other.process_batch() == 0
+    crashed.cancel()  # as kill -9 would: the transaction never commits
+    with suppress(asyncio.CancelledError):
+        await crashed
+    assert await unprocessed(db_pool) == 2
+    assert await db_pool.fetchval("SELECT count(*) FROM items") == 0
+    assert await other.process_batch() == 2
+    assert await db_pool.fetchval("SELECT count(*) FROM items") == 2
+    assert await db_pool.fetchval("SELECT count(*) FROM requests") == 2
+    assert await unprocessed(db_pool) == 0
 
 
 async def wait_processed(pool: asyncpg.Pool, expected: int) -> None:
