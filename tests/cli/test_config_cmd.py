@@ -11,11 +11,14 @@ import tomllib
 from pathlib import Path
 
 import anyio
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from riven_async import keys
+from riven_async.cli import execute
 from riven_async.commands import config_file
+from riven_async.commands.base import Output
 from riven_async.config import EX_CONFIG, example_config_text, load_settings
 from riven_async.errors import ConfigError
 from tests.cli.conftest import RunCli, RunningDaemon, free_port, write_config
@@ -407,3 +410,23 @@ async def test_migrate_applies_nothing_on_a_migrated_database(
     result = await run_cli(stopped_daemon_config, "migrate", "--json")
     assert result.code == 0, result.err
     assert result.json() == {"applied": []}
+
+
+async def test_options_go_before_or_after_the_command(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "config.toml")
+    out = io.StringIO()
+    code = await execute(["--json", "--config", str(path), "config", "validate"],
+                         Output(json_mode=True, stdout=out, stderr=io.StringIO()))
+    assert code == 0
+    assert orjson.loads(out.getvalue()) == {"path": str(path), "valid": True}
+
+
+def test_the_console_script_exits_78_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[server]\nport = 1\n", encoding="utf-8")  # no api_key
+    result = subprocess.run(
+        [sys.executable, "-m", "riven_async", "config", "validate", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == EX_CONFIG
+    assert "server.api_key" in result.stderr
+    assert "Traceback" not in result.stderr
