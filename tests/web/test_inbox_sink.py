@@ -33,7 +33,7 @@ from riven_async.domain.intents import (
     intent_to_dict,
 )
 from riven_async.errors import DatabaseUnavailable
-from riven_async.web.inbox_sink import INBOX_SINK, GroupCommitSink, intents_json
+from riven_async.web.inbox_sink import INBOX_SINK, GroupCommitSink, WriterConnection, intents_json
 from tests.conftest import TEST_API_KEY
 from tests.payloads import load_json
 
@@ -247,3 +247,36 @@ def test_stored_intents_read_back_as_the_intents_the_parsers_made() -> None:
     stored = orjson.loads(intents_json(intents))
     assert stored == orjson.loads(orjson.dumps([intent_to_dict(i) for i in intents]))
     assert [intent_from_dict(d) for d in stored] == intents
+
+
+async def test_the_writer_connection_reopens_after_it_breaks(
+    db_pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    opened: list[asyncpg.Connection] = []
+
+    async def connect() -> asyncpg.Connection:
+        conn = await asyncpg.connect(db_dsn)
+        opened.append(conn)
+        return conn
+
+    writer = WriterConnection(connect)
+    sink = GroupCommitSink()
+    sink.start(InboxRepo(writer))
+    try:
+        await sink.accept("sonarr", "Grab", "a", b"{}", recheck(1))
+        assert len(opened) == 1
+        await sink.accept("sonarr", "Grab", "b", b"{}", recheck(2))
+        assert len(opened) == 1  # one connection for every write
+        await db_pool.execute("SELECT pg_terminate_backend($1)", opened[0].get_server_pid())
+        # Either the writer sees the connection closed and reopens at once, or the write
+        # fails (503: the sender retries) and the next one reopens.
+        try:
+            await sink.accept("sonarr", "Grab", "c", b"{}", recheck(3))
+        except DatabaseUnavailable:
+            await sink.accept("sonarr", "Grab", "c", b"{}", recheck(3))
+        assert len(opened) == 2
+    finally:
+        await sink.close()
+        await writer.close()
+    assert opened[1].is_closed()
+    assert [r["delivery_key"] for r in await inbox_rows(db_pool)] == ["a", "b", "c"]
