@@ -84,16 +84,33 @@ def process_section(started_at: float) -> SectionProvider:
 
 
 def pool_section(get_pool: Callable[[], asyncpg.Pool | None]) -> SectionProvider:
-    """Pool size, idle and in-use connections."""
+    """Pool size, idle and in-use connections, and callers waiting for one."""
 
     async def provide() -> Section:
         pool = get_pool()
         if pool is None:
-            return {"size": 0, "idle": 0, "in_use": 0, "max": 0}
+            return {"size": 0, "idle": 0, "in_use": 0, "max": 0, "waiting": 0}
         size, idle = pool.get_size(), pool.get_idle_size()
-        return {"size": size, "idle": idle, "in_use": size - idle, "max": pool.get_max_size()}
+        return {"size": size, "idle": idle, "in_use": size - idle, "max": pool.get_max_size(),
+                "waiting": pool_waiters(pool)}
 
     return provide
+
+
+def pool_waiters(pool: asyncpg.Pool) -> int:
+    """Callers blocked in ``pool.acquire()`` right now.
+
+    asyncpg has no public figure for it: acquirers wait in the pool's queue of free
+    connections (``Pool._queue``, an ``asyncio.Queue``), whose ``_getters`` are their
+    futures. Should either internal change, this reports 0 rather than failing /metrics.
+    """
+    getters = getattr(getattr(pool, "_queue", None), "_getters", None)
+    if getters is None:
+        return 0
+    try:
+        return sum(1 for waiter in getters if not waiter.done())
+    except (TypeError, AttributeError):
+        return 0
 
 
 def render_json(data: Mapping[str, Any]) -> bytes:

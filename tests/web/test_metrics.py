@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from riven_async.app import build_app
 from riven_async.config import Settings
-from riven_async.web.metrics import Labeled, MetricsRegistry, render_prometheus
+from riven_async.web.metrics import Labeled, MetricsRegistry, pool_section, render_prometheus
 from tests.conftest import TEST_API_KEY
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -88,3 +90,29 @@ async def test_metrics_can_be_public(
     settings = make_settings(server={"metrics_public": True}, database={"url": db_dsn})
     client = await aiohttp_client(build_app(settings))
     assert (await client.get("/metrics")).status == 200
+
+
+async def test_the_pool_section_counts_callers_waiting_for_a_connection(db_dsn: str) -> None:
+    pool = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
+    provide = pool_section(lambda: pool)
+
+    async def acquire() -> Any:
+        return await pool.acquire()
+
+    try:
+        held = [await pool.acquire() for _ in range(2)]
+        waiting = [asyncio.create_task(acquire()) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert await provide() == {"size": 2, "idle": 0, "in_use": 2, "max": 2, "waiting": 3}
+        for conn in held:
+            await pool.release(conn)
+        got = [await task for task in waiting[:2]]
+        assert (await provide())["waiting"] == 1
+        for conn in got:
+            await pool.release(conn)
+        await pool.release(await waiting[2])
+        assert (await provide())["waiting"] == 0
+    finally:
+        await pool.close()
+    assert await pool_section(lambda: None)() == {
+        "size": 0, "idle": 0, "in_use": 0, "max": 0, "waiting": 0}

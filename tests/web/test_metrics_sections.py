@@ -199,11 +199,27 @@ UPSTREAM_FIGURES = ("requests_1xx", "requests_2xx", "requests_3xx", "requests_4x
 
 async def test_the_endpoint_serves_every_section_as_json(client: TestClient[Any, Any]) -> None:
     await _seed(client.app[keys.POOL])
+    await client.post("/webhook/show-update", headers=KEY, json={"tvdb_id": 999_999})
+    await client.post("/webhook/sonarr", headers=KEY, data=b"{")
     response = await client.get("/metrics", headers=KEY)
     assert response.status == 200
     data = await response.json()
     assert {"process", "event_loop", "database", "routes", "pipeline", "detection",
-            "upstreams"} <= set(data)
+            "upstreams", "webhooks", "inbox_writer"} <= set(data)
+    assert {"rss_bytes", "cpu_user_s", "cpu_system_s", "open_fds", "uptime_s"} <= set(
+        data["process"])
+    assert data["process"]["rss_bytes"] > 0
+    assert {"p50_ms", "p99_ms"} <= set(data["event_loop"])
+    assert {"size", "idle", "in_use", "waiting"} <= set(data["database"])
+    route = data["routes"]["POST /webhook/show-update"]
+    assert route["count"] == 1
+    assert {"errors", "p50_ms", "p95_ms", "p99_ms"} <= set(route)
+    assert data["routes"]["POST /webhook/sonarr"]["client_errors"] == 1
+    webhooks = data["webhooks"]
+    assert webhooks["show_update"]["show-update"]["accepted"] == 1
+    assert webhooks["sonarr"]["invalid"]["rejected"] == 1
+    assert set(webhooks["sonarr"]["invalid"]) == {"received", "accepted", "ignored",
+                                                  "rejected", "failed"}
     pipeline = data["pipeline"]
     assert "error" not in pipeline
     assert set(pipeline["items"]) == {k.value for k in MediaKind}
@@ -233,6 +249,7 @@ async def test_the_endpoint_serves_every_section_as_prometheus_text(
 ) -> None:
     await _seed(client.app[keys.POOL])
     await client.get("/health")  # so the routes section has a route
+    await client.post("/webhook/show-update", headers=KEY, json={"tvdb_id": 999_999})
     if how == "query":
         response = await client.get("/metrics?format=prometheus", headers=KEY)
     else:
@@ -249,8 +266,11 @@ async def test_the_endpoint_serves_every_section_as_prometheus_text(
         value = sample(samples, f"riven_upstreams_by_upstream_{figure}", upstream="tmdb")
         assert math.isfinite(value), figure
     for section in ("process", "event_loop", "database", "routes", "pipeline", "detection",
-                    "upstreams"):
+                    "upstreams", "webhooks"):
         assert any(n.startswith(f"riven_{section}_") for n in names), section
+    assert sample(samples, "riven_webhooks_accepted", sender="show_update",
+                  event="show-update") == 1
+    assert sample(samples, "riven_database_waiting") >= 0  # the pipeline loops may wait
 
 
 async def test_upstream_latency_and_limiter_usage_after_real_calls(
