@@ -135,10 +135,10 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
             listener=listener, boot_id=boot_id,
         )
         app[RUNTIME] = runtime
+        before = set(tasks.names)
         stop_listening = asyncio.Event()
         tasks.start("listen", lambda: listener.run(stop_listening))
         stack.callback(stop_listening.set)
-        before = set(tasks.names)
         try:
             steps = {kind: await factory(runtime, stack)
                      for kind, factory in stages.step_factories().items()}

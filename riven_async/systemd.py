@@ -24,9 +24,16 @@ def notify(message: str) -> bool:
     if address is None:
         return False
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Non-blocking: a receiver whose queue is full must never stall the event loop
+        # (the notification is dropped instead; systemd drains its socket at once).
+        with socket.socket(socket.AF_UNIX,
+                           socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
             sock.connect(address)
-            sock.sendall(message.encode())
+            sock.send(message.encode())
+    except BlockingIOError:
+        log.debug("sd_notify %s dropped: the receiver's queue is full", message.split("=")[0],
+                  extra={"action": "sd_notify"})
+        return False
     except OSError as exc:
         log.warning("sd_notify %s failed: %s", message.split("=")[0], exc,
                     extra={"action": "sd_notify"})

@@ -22,6 +22,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # A pooled connection broken mid-operation by a server restart can report a protocol
+    # state error instead of a connection error.
+    asyncpg.InternalClientError,
 )
 
 

@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from riven_async.config import WorkersSection
 from riven_async.core.clock import Clock
 from riven_async.db.jobs import JobsRepo, Recovered
@@ -47,11 +45,8 @@ from riven_async.web.metrics import Labeled, Section
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "the database is away", not "this job is wrong" (a pool connection
-# broken by a server restart can also fail with asyncpg's InternalClientError).
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    *CONNECTION_ERRORS, DatabaseUnavailable, asyncpg.InternalClientError,
-)
+# Errors that mean "the database is away", not "this job is wrong".
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, DatabaseUnavailable)
 # An outcome write that fails for another reason is tried this many times, then given up
 # (the claim then stays with this process until it restarts; the stall watch reports it).
 WRITE_ATTEMPTS = 5

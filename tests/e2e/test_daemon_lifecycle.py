@@ -91,6 +91,17 @@ async def test_daemon_serves_health_reloads_and_drains_on_sigterm(
     sock.bind(str(notify_path))
     sock.setblocking(False)
     daemon = make_daemon(env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "200000"})
+    messages: list[str] = []
+
+    def drain() -> None:
+        # systemd reads its socket as datagrams arrive; so does this test.
+        while True:
+            try:
+                messages.append(sock.recv(64).decode())
+            except BlockingIOError:
+                return
+
+    asyncio.get_running_loop().add_reader(sock.fileno(), drain)
     try:
         await daemon.start()
         await daemon.wait_healthy()
@@ -110,13 +121,9 @@ async def test_daemon_serves_health_reloads_and_drains_on_sigterm(
 
         daemon.send(signal.SIGTERM)
         assert await daemon.wait(timeout_s=15) == 0
-        messages = []
-        while True:
-            try:
-                messages.append(sock.recv(64).decode())
-            except BlockingIOError:
-                break
+        drain()
     finally:
+        asyncio.get_running_loop().remove_reader(sock.fileno())
         sock.close()
     assert messages[0] == "READY=1"
     assert "WATCHDOG=1" in messages

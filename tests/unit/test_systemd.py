@@ -51,3 +51,11 @@ async def test_watchdog_loop_pings_only_while_healthy(notify_socket: socket.sock
     await asyncio.sleep(0.05)
     task.cancel()
     assert notify_socket.recv(64) == b"WATCHDOG=1"
+
+
+def test_notify_never_blocks_when_the_receiver_is_full(notify_socket: socket.socket) -> None:
+    # Nobody reads: the receiver's queue fills up; every send after that is dropped at once
+    # instead of blocking the event loop (the watchdog pings run on it).
+    results = [systemd.notify("WATCHDOG=1") for _ in range(2000)]
+    assert results[0] is True
+    assert results[-1] is False
