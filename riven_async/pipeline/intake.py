@@ -16,10 +16,13 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import asyncpg
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from riven_async.config import LiveSettings
+from riven_async.core.http import HttpClient
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.db.executor import Executor
 from riven_async.db.notify import CHANNEL_INBOX, wait_for_wake
@@ -27,6 +30,7 @@ from riven_async.db.pool import CONNECTION_ERRORS
 from riven_async.db.repos import Repos
 from riven_async.db.requests import request_media_groups_on
 from riven_async.domain.intents import (
+    ExternalIds,
     Intent,
     RecheckMovie,
     RecheckShow,
@@ -38,6 +42,8 @@ from riven_async.domain.media import ItemId, MediaKind
 from riven_async.domain.queue import Backoff, InboxMessage, JobKind, NewJob
 from riven_async.errors import RivenError
 from riven_async.pipeline.runtime import Runtime
+from riven_async.services.indexers.tmdb import TmdbIndexer
+from riven_async.web.webhooks.plex import guid_ids
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +56,109 @@ OUTAGE_MAX_S = 30.0
 WEBHOOK_PRIORITY = 10
 TITLE_CANDIDATES = 10
 MAX_TITLE_LOOKUPS = 50
+# Shows a media server names without ids, resolved upstream after the batch commits.
+MAX_RESOLVES = 20
+RESOLVE_BUDGET_S = 20.0
+TMDB_MATCHES = 3
 
 # A delivery failing for these reasons is retried with backoff, then given up.
 _MESSAGE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, RivenError,
                                                      ValueError)
 _OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+
+
+class _PlexGuid(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+
+
+class _PlexItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    guid: str | None = None
+    guids: list[_PlexGuid] = Field(default_factory=list, alias="Guid")
+
+
+class _PlexContainer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    metadata: list[_PlexItem] = Field(default_factory=list, alias="Metadata")
+
+
+class _PlexMetadata(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    container: _PlexContainer = Field(alias="MediaContainer")
+
+
+class ShowResolver:
+    """The ids of a show a media server names only by its own key and its title.
+
+    Plex (when configured) answers for its rating key with the show's ``Guid[]``; otherwise
+    a TMDB title search (when TMDB has a key) gives the shows of exactly that title.
+    """
+
+    def __init__(self, plex: HttpClient | None = None, tmdb: TmdbIndexer | None = None) -> None:
+        self._plex = plex
+        self._tmdb = tmdb
+
+    @classmethod
+    def from_runtime(cls, runtime: Runtime) -> ShowResolver:
+        """Plex and TMDB as the daemon configured them (either may be missing)."""
+        settings = runtime.settings
+        tmdb_http = runtime.upstreams.get("tmdb")
+        tmdb = None
+        if tmdb_http is not None and settings.upstreams.tmdb.api_key.get_secret_value():
+            tmdb = TmdbIndexer(tmdb_http, clock=runtime.clock,
+                               language=settings.indexer.language or None)
+        return cls(runtime.upstreams.get("plex"), tmdb)
+
+    def can_resolve(self, recheck: RecheckShow | RecheckMovie) -> bool:
+        """Whether an upstream could say which show ``recheck`` names."""
+        if not isinstance(recheck, RecheckShow):
+            return False
+        plex_key = _plex_key(recheck)
+        return ((self._plex is not None and plex_key is not None)
+                or (self._tmdb is not None and bool(recheck.title)))
+
+    async def ids_of(self, recheck: RecheckShow) -> list[ExternalIds]:
+        """Candidate ids for the show (several when TMDB knows several of that title)."""
+        plex_key = _plex_key(recheck)
+        if self._plex is not None and plex_key is not None:
+            ids = await self._plex_show_ids(self._plex, plex_key)
+            if not ids.is_empty():
+                return [ids]
+        if self._tmdb is None or not recheck.title:
+            return []
+        wanted = _normalise(recheck.title)
+        hits = await self._tmdb.search_shows(recheck.title, recheck.year)
+        exact = [hit for hit in hits if _normalise(hit.title) == wanted
+                 or _normalise(hit.original_title or "") == wanted]
+        return [ExternalIds(tmdb=hit.tmdb_id) for hit in exact[:TMDB_MATCHES]]
+
+    async def _plex_show_ids(self, plex: HttpClient, rating_key: str) -> ExternalIds:
+        # A key from another server the account reaches may be unknown here: 404, no ids.
+        response = await plex.get(f"/library/metadata/{quote(rating_key, safe='')}",
+                                  params={"includeGuids": 1}, accept=(404,))
+        if response.status == 404:
+            return ExternalIds()
+        try:
+            body = _PlexMetadata.model_validate(response.json())
+        except (ValidationError, ValueError) as exc:
+            log.warning("plex metadata for %s is unreadable: %s", rating_key,
+                        type(exc).__name__, extra={"action": "inbox_resolve"})
+            return ExternalIds()
+        for item in body.container.metadata:
+            ids = guid_ids([g.id for g in item.guids] + [item.guid or ""])
+            if not ids.is_empty():
+                return ids
+        return ExternalIds()
+
+
+def _resolve_key(recheck: RecheckShow) -> tuple[str | None, str, int | None]:
+    return _plex_key(recheck), _normalise(recheck.title or ""), recheck.year
+
+
+def _plex_key(recheck: RecheckShow) -> str | None:
+    ref = recheck.server_ref
+    return ref.item_key if ref is not None and ref.server == "plex" else None
 
 
 @dataclass(slots=True)
@@ -69,6 +173,7 @@ class IntakeStats:
     rechecked: int = 0
     unknown: int = 0
     removed: int = 0
+    resolved: int = 0
 
 
 @dataclass(slots=True)
@@ -93,6 +198,7 @@ class InboxIntake:
         batch_size: int = BATCH_SIZE,
         poll_s: float = POLL_S,
         gather_s: float = GATHER_S,
+        resolver: ShowResolver | None = None,
     ) -> None:
         self._pool = pool
         self._repos = repos
@@ -102,13 +208,15 @@ class InboxIntake:
         self._poll_s = poll_s
         self._gather_s = gather_s
         self._backoff = Backoff(base_s=30.0, cap_s=3600.0)
+        self._resolver = resolver or ShowResolver()
         self.stats = IntakeStats()
 
     @classmethod
     def from_runtime(cls, runtime: Runtime) -> InboxIntake:
         """The worker of the daemon's runtime, woken by NOTIFY ``riven_inbox``."""
         return cls(runtime.pool, runtime.repos, runtime.live,
-                   runtime.listener.wake_event(CHANNEL_INBOX))
+                   runtime.listener.wake_event(CHANNEL_INBOX),
+                   resolver=ShowResolver.from_runtime(runtime))
 
     async def run(self) -> None:
         """Process until cancelled; database outages are waited out."""
@@ -133,10 +241,11 @@ class InboxIntake:
     async def process_batch(self) -> int:
         """Take and act on up to one batch; returns how many deliveries were taken."""
         taken: list[InboxMessage] = []
+        unresolved: list[RecheckShow] = []
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 taken = await self._repos.inbox.bound_to(conn).take(self._batch_size)
-                unreadable = await self._act(conn, taken)
+                unreadable = await self._act(conn, taken, unresolved)
             self._count(len(taken), unreadable)
         except _MESSAGE_ERRORS as exc:
             if isinstance(exc, CONNECTION_ERRORS) or not taken:
@@ -147,19 +256,24 @@ class InboxIntake:
                 await self._retry_later(taken[0], exc)
             else:
                 await self._one_by_one(taken)
+        else:
+            await self._resolve(unresolved)
         return len(taken)
 
     async def _one_by_one(self, messages: Sequence[InboxMessage]) -> None:
         for message in messages:
+            unresolved: list[RecheckShow] = []
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
                     again = await self._repos.inbox.bound_to(conn).take_ids([message.id])
-                    unreadable = await self._act(conn, again)
+                    unreadable = await self._act(conn, again, unresolved)
                 self._count(len(again), unreadable)
             except _MESSAGE_ERRORS as exc:
                 if isinstance(exc, CONNECTION_ERRORS):
                     raise
                 await self._retry_later(message, exc)
+            else:
+                await self._resolve(unresolved)
 
     async def _retry_later(self, message: InboxMessage, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"
@@ -177,9 +291,14 @@ class InboxIntake:
         self.stats.processed += taken - unreadable
         self.stats.given_up += unreadable
 
-    async def _act(self, conn: Executor, messages: Sequence[InboxMessage]) -> int:
+    async def _act(self, conn: Executor, messages: Sequence[InboxMessage],
+                   unresolved: list[RecheckShow]) -> int:
         """Every taken delivery's effects, on ``conn`` inside the taking transaction;
-        returns how many were unreadable (they stay processed, with their error)."""
+        returns how many were unreadable (they stay processed, with their error).
+
+        Shows named without ids and not found by title go to ``unresolved``: they are
+        looked up upstream once the transaction has committed (no upstream call holds it).
+        """
         decoded: list[tuple[InboxMessage, list[Intent]]] = []
         unreadable: list[tuple[int, str]] = []
         for message in messages:
@@ -193,10 +312,11 @@ class InboxIntake:
         if unreadable:
             await self._repos.inbox.bound_to(conn).record_errors(unreadable)
         for work in _segments(decoded):
-            await self._apply_work(conn, work)
+            await self._apply_work(conn, work, unresolved)
         return len(unreadable)
 
-    async def _apply_work(self, conn: Executor, work: _Work) -> None:
+    async def _apply_work(self, conn: Executor, work: _Work,
+                          unresolved: list[RecheckShow]) -> None:
         if work.requests:
             groups = await request_media_groups_on(conn, self._repos, work.requests,
                                                    priority=WEBHOOK_PRIORITY)
@@ -204,12 +324,12 @@ class InboxIntake:
                 self.stats.requests += len(outcomes)
                 self.stats.items_created += sum(1 for o in outcomes if o.created)
         if work.rechecks:
-            await self._recheck(conn, work.rechecks)
+            await self._recheck(conn, work.rechecks, unresolved)
         if work.removes:
             await self._remove(conn, work.removes)
 
-    async def _recheck(self, conn: Executor, rechecks: Sequence[RecheckShow | RecheckMovie]
-                       ) -> None:
+    async def _recheck(self, conn: Executor, rechecks: Sequence[RecheckShow | RecheckMovie],
+                       unresolved: list[RecheckShow]) -> None:
         by_ids = [r for r in rechecks if not r.ids.is_empty()]
         found: list[ItemId | None] = []
         if by_ids:
@@ -232,7 +352,10 @@ class InboxIntake:
         for recheck in by_title:
             item_id = matched.get(_title_key(recheck))
             if item_id is None:
-                self._ignore_unknown(recheck)
+                if isinstance(recheck, RecheckShow) and self._resolver.can_resolve(recheck):
+                    unresolved.append(recheck)
+                else:
+                    self._ignore_unknown(recheck)
             elif isinstance(recheck, RecheckMovie):
                 movies.add(item_id)
             else:
@@ -247,6 +370,40 @@ class InboxIntake:
                 NewJob(JobKind.INDEX, item_id=i, priority=WEBHOOK_PRIORITY)
                 for i in sorted(movies))
         self.stats.rechecked += len(shows) + len(movies)
+
+    async def _resolve(self, rechecks: Sequence[RecheckShow]) -> None:
+        """Ask Plex or TMDB for the ids of shows named only by key and title, then make
+        the tracked shows those ids name due now. Best effort: the show keeps its schedule
+        when the upstreams cannot tell (a re-check is a hint, not a request)."""
+        if not rechecks:
+            return
+        candidates: dict[tuple[str | None, str, int | None], list[ExternalIds]] = {}
+        try:
+            async with asyncio.timeout(RESOLVE_BUDGET_S):
+                for recheck in rechecks:
+                    key = _resolve_key(recheck)
+                    if key in candidates or len(candidates) >= MAX_RESOLVES:
+                        continue
+                    candidates[key] = []
+                    try:
+                        candidates[key] = await self._resolver.ids_of(recheck)
+                    except RivenError as exc:
+                        log.info("cannot resolve %s show %r upstream: %s", recheck.source,
+                                 recheck.title, exc, extra={"action": "inbox_resolve"})
+        except TimeoutError:
+            log.warning("resolving shows named by title took over %.0fs; the rest keep "
+                        "their schedule", RESOLVE_BUDGET_S, extra={"action": "inbox_resolve"})
+        keys = [key for key, found in candidates.items() for _ in found]
+        wanted = [(MediaKind.SHOW, ids) for found in candidates.values() for ids in found]
+        hits = (await self._repos.schedule.check_now_by_external_ids(wanted, WEBHOOK_PRIORITY)
+                if wanted else [])
+        matched = {key for key, item_id in zip(keys, hits, strict=True) if item_id is not None}
+        shows = {item_id for item_id in hits if item_id is not None}
+        self.stats.resolved += len(shows)
+        self.stats.rechecked += len(shows)
+        for recheck in rechecks:
+            if _resolve_key(recheck) not in matched:
+                self._ignore_unknown(recheck)
 
     def _ignore_unknown(self, recheck: RecheckShow | RecheckMovie) -> None:
         self.stats.unknown += 1

@@ -6,17 +6,20 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from riven_async import keys
 from riven_async.app import build_app
 from riven_async.config import LiveSettings, Settings
-from riven_async.core.clock import SystemClock
+from riven_async.core.clock import ManualClock, SystemClock
+from riven_async.core.http import ApiKeyAuth, HttpClient, Secret, UpstreamPolicy
 from riven_async.db.inbox import InboxRepo
 from riven_async.db.repos import Repos
 from riven_async.db.requests import request_media
@@ -27,11 +30,13 @@ from riven_async.domain.intents import (
     RecheckShow,
     RemoveMedia,
     RequestMedia,
+    ServerRef,
     intent_to_dict,
 )
 from riven_async.domain.queue import InboxDelivery, new_boot_id
-from riven_async.pipeline.intake import WEBHOOK_PRIORITY, InboxIntake
+from riven_async.pipeline.intake import WEBHOOK_PRIORITY, InboxIntake, ShowResolver
 from tests.conftest import TEST_API_KEY
+from tests.services.indexer_fixtures import indexer_rig
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 SettingsFactory = Callable[..., Settings]
@@ -45,11 +50,12 @@ def make_intake(
     *,
     follow_deletes: bool = False,
     batch_size: int = 100,
+    resolver: ShowResolver | None = None,
 ) -> InboxIntake:
     settings = make_settings(webhooks={"follow_deletes": follow_deletes})
     repos = Repos.on(pool, SystemClock(), new_boot_id())
     return InboxIntake(pool, repos, LiveSettings(settings), asyncio.Event(),
-                       batch_size=batch_size)
+                       batch_size=batch_size, resolver=resolver)
 
 
 def show_request(requester: str = "bob", ids: ExternalIds = SEVERANCE) -> RequestMedia:
@@ -344,3 +350,79 @@ async def test_the_worker_carries_on_after_a_database_outage(
     assert status == 202
     await wait_processed(pool, 2)
     assert "inbox-intake" in client.app[keys.TASKS].names
+
+
+# -- shows a media server names without ids: resolved upstream after the commit -----------
+
+
+def titled_recheck(title: str, year: int | None = None,
+                   plex_key: str | None = None) -> list[Intent]:
+    ref = ServerRef("plex", plex_key, "server-uuid") if plex_key else None
+    return [RecheckShow(ExternalIds(), title, "library.new episode", "plex", year=year,
+                        server_ref=ref)]
+
+
+async def test_a_title_the_catalog_does_not_know_is_resolved_by_a_tmdb_search(
+    db_pool: asyncpg.Pool, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    async with indexer_rig(ManualClock(datetime(2026, 1, 1, tzinfo=UTC)), tmp_path) as rig:
+        show = rig.sims.catalog.show(4)
+        # Tracked under another title (a localised one, say): no local title match.
+        [show_id] = await tracked(db_pool, RequestMedia(
+            "show", ExternalIds(tmdb=show.tmdb_id), "Le Titre Local", None, None, "api"))
+        await store(db_pool, titled_recheck(f"  {show.title.upper()} ", show.year),
+                    titled_recheck("No Such Show Anywhere"))
+        intake = make_intake(db_pool, make_settings,
+                             resolver=ShowResolver(tmdb=rig.tmdb))
+        mark = rig.mark()
+        assert await intake.process_batch() == 2
+        assert await due_now(db_pool, show_id)
+        assert (intake.stats.resolved, intake.stats.unknown) == (1, 1)
+        assert rig.tmdb_paths(mark) == ["/3/search/tv", "/3/search/tv"]
+        assert await unprocessed(db_pool) == 0
+
+
+async def test_plex_names_the_show_by_its_rating_key(
+    db_pool: asyncpg.Pool, make_settings: SettingsFactory,
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+) -> None:
+    asked: list[tuple[str, str | None, str | None]] = []
+
+    async def metadata(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        asked.append((key, request.headers.get("X-Plex-Token"),
+                      request.query.get("includeGuids")))
+        if key != "55319":
+            return web.Response(status=404, text="<html>404 Not Found</html>")
+        return web.json_response({"MediaContainer": {"size": 1, "Metadata": [{
+            "ratingKey": "55319", "type": "show", "title": "Bluey",
+            "guid": "plex://show/5d9c0874ffd9ef001e99607a",
+            "Guid": [{"id": "imdb://tt7678620"}, {"id": "tmdb://82728"},
+                     {"id": "tvdb://353546"}],
+        }]}})
+
+    app = web.Application()
+    app.router.add_get("/library/metadata/{key}", metadata)
+    pms = await aiohttp_server(app)
+    [show_id] = await tracked(db_pool, RequestMedia(
+        "show", ExternalIds(tvdb=353546), "Bluey (AU)", 2018, None, "api"))
+    await store(db_pool, titled_recheck("Bluey", 2018, plex_key="55319"),
+                titled_recheck("Gone", plex_key="999"))
+    policy = UpstreamPolicy(name="plex", base_url=str(pms.make_url("/")),
+                            api_key=Secret("plex-token"),
+                            auth=ApiKeyAuth("header", "X-Plex-Token"), max_retries=0)
+    async with HttpClient(policy) as plex:
+        intake = make_intake(db_pool, make_settings, resolver=ShowResolver(plex=plex))
+        assert await intake.process_batch() == 2
+    assert await due_now(db_pool, show_id)
+    assert sorted(asked) == [("55319", "plex-token", "1"), ("999", "plex-token", "1")]
+    assert (intake.stats.resolved, intake.stats.unknown) == (1, 1)
+
+
+async def test_without_plex_or_tmdb_a_title_only_recheck_is_ignored(
+    db_pool: asyncpg.Pool, make_settings: SettingsFactory
+) -> None:
+    await store(db_pool, titled_recheck("Bluey", plex_key="55319"))
+    intake = make_intake(db_pool, make_settings)
+    assert await intake.process_batch() == 1
+    assert (intake.stats.resolved, intake.stats.unknown) == (0, 1)

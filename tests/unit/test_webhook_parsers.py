@@ -463,22 +463,32 @@ def test_jellyfin_season_and_episode_name_the_series_not_their_own_ids() -> None
     season = one(parse_jellyfin(load("jellyfin_item_added_season.json"), TEXT, OFF))
     episode = one(parse_jellyfin(load("jellyfin_item_added_episode.json"), TEXT, OFF))
     ref = ServerRef("jellyfin", SEVERANCE_JF, JELLYFIN_SERVER)
+    # A season's "Year" is its own; without SeriesPremiereDate the show's year is unknown.
     assert season == RecheckShow(
         ids=ExternalIds(), title="Severance", reason="jellyfin ItemAdded Season",
-        source="jellyfin", year=2022, seasons=(2,), server_ref=ref,
+        source="jellyfin", year=None, seasons=(2,), server_ref=ref,
     )
     assert episode == RecheckShow(
         ids=ExternalIds(), title="Severance", reason="jellyfin ItemAdded Episode",
         source="jellyfin", year=2022, seasons=(2,), episodes=(EpisodeNumber(2, 1),),
         server_ref=ref,
     )
+    # The show's year comes from SeriesPremiereDate, never from the episode's own Year.
+    later = orjson.loads(load("jellyfin_item_added_episode.json")) | {"Year": 2025}
+    dated = one(parse_jellyfin(orjson.dumps(later), TEXT, OFF))
+    assert isinstance(dated, RecheckShow)
+    assert dated.year == 2022
+    undated = one(parse_jellyfin(orjson.dumps(
+        {k: v for k, v in later.items() if k != "SeriesPremiereDate"}), TEXT, OFF))
+    assert isinstance(undated, RecheckShow)
+    assert undated.year is None
 
 
 def test_jellyfin_template_strings_and_multi_episode_files() -> None:
     intent = one(parse_jellyfin(load("jellyfin_item_added_episode_template.txt"), TEXT, OFF))
     assert isinstance(intent, RecheckShow)
     assert intent.episodes == (EpisodeNumber(2, 1), EpisodeNumber(2, 2))
-    assert intent.year == 2022
+    assert intent.year is None  # the template's Year is the episode's, not the show's
     assert intent.ids.is_empty()  # Provider_tvdb is the episode's
 
 

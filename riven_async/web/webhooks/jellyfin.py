@@ -87,6 +87,14 @@ class _SeriesChild(_Item):
     series_name: Text = Field(default=None, alias="SeriesName")
     series_id: ServerKey = Field(default=None, alias="SeriesId")
     season_number: LooseInt = Field(default=None, alias="SeasonNumber")
+    # "Year" of a season or episode is its own production year; the show's is this date's.
+    series_premiere: str | None = Field(default=None, alias="SeriesPremiereDate")
+
+    @property
+    def series_year(self) -> int | None:
+        """The show's first-air year, when the payload carries it."""
+        head = (self.series_premiere or "").strip()[:4]
+        return int(head) if len(head) == 4 and head.isascii() and head.isdigit() else None
 
 
 class SeasonItem(_SeriesChild):
@@ -170,6 +178,6 @@ def _recheck(item: SeriesItem | SeasonItem | EpisodeItem) -> Intent:
         episodes = tuple(EpisodeNumber(season, n) for n in range(first, last + 1))
     return RecheckShow(
         ids=ExternalIds(), title=item.series_name, reason=f"jellyfin ItemAdded {item.item_type}",
-        source=SENDER, year=item.year, seasons=(season,) if season is not None else (),
+        source=SENDER, year=item.series_year, seasons=(season,) if season is not None else (),
         episodes=episodes, server_ref=ref,
     )
