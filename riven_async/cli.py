@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from riven_async import __version__, daemon
+from riven_async import __version__, daemon, demo
 from riven_async.commands import config_cmd, importer, items, status
 from riven_async.commands.base import (
     EX_FAILURE,
@@ -36,8 +36,11 @@ log = logging.getLogger("riven_async")
 
 EX_INTERRUPTED = 130
 # Commands that parse their own options (argparse's REMAINDER would swallow --help badly).
-# The lead's ``demo`` command plugs in here the same way.
-PASS_THROUGH: dict[str, Callable[[list[str]], int]] = {"sim": sim_cli.main}
+PASS_THROUGH: dict[str, Callable[[list[str]], int]] = {"sim": sim_cli.main, "demo": demo.main}
+_PASS_THROUGH_HELP = {
+    "sim": "run the simulated upstreams on loopback (see riven-async sim --help)",
+    "demo": "the whole pipeline offline in one command: webhooks in, a library out",
+}
 
 _DESCRIPTION = """\
 Turn media requests into a ready-to-play library (see README.md).
@@ -85,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     importer.register(sub)
     config_cmd.register(sub)
     for name in PASS_THROUGH:
-        sub.add_parser(name, help=f"{name} (see riven-async {name} --help)", add_help=False)
+        sub.add_parser(name, help=_PASS_THROUGH_HELP[name], add_help=False)
     return parser
 
 
