@@ -223,6 +223,14 @@ async def test_riven_compatible_overseerr_path(
     response = await client.post(f"/api/v1/webhook/overseerr?api_key={TEST_API_KEY}",
                                  data=load("overseerr_test_notification.json"))
     assert response.status == 200
+    # Bad input is still a 4xx naming the field, with Riven's success/message beside it.
+    response = await client.post("/api/v1/webhook/overseerr", headers=headers, json={
+        "notification_type": "MEDIA_APPROVED", "subject": "x",
+        "media": {"media_type": "tv", "tmdbId": "", "tvdbId": ""}})
+    assert response.status == 422
+    assert await response.json() == {
+        "error": "media.tvdbId or media.tmdbId is required", "field": "media.tvdbId",
+        "success": False, "message": "media.tvdbId or media.tmdbId is required"}
 
 
 async def test_options_are_read_on_every_request(

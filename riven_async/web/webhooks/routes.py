@@ -107,6 +107,10 @@ def _make_handler(
             status = exc.status if isinstance(exc, PayloadError) else exc.status_code
             log.info("%s webhook rejected (%d): %s", sender, status, exc,
                      extra={"action": "webhook_rejected", "sender": sender, "status": status})
+            if endpoint.riven_compat and isinstance(exc, PayloadError):
+                # Riven's own answer carries success/message; its users' scripts read them.
+                return json_response({"error": exc.message, "field": exc.field,
+                                      "success": False, "message": exc.message}, status)
             raise
         label = parsed.event if parsed.event in endpoint.events else OTHER_EVENT
         stats.record(sender, label, "received")
