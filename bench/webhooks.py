@@ -17,9 +17,12 @@ Figures (medians over ``--runs`` runs, alternating bare and daemon):
 - ``bare_rps`` and ``ratio_to_bare`` (median of each run's rps / bare rps);
 - ``api_page_p99_ms``: ``GET /api/items?limit=100`` with 250,000 items stored, or, when the
   daemon has no such route yet, ``CatalogRepo.page`` called directly on the daemon's
-  database (``api_page_source`` says which).
+  database (``api_page_source`` says which);
+- ``cpu_us``: CPU time per answered request of the daemon, of its PostgreSQL server and of
+  the bare handler (medians). The machine is shared: requests per second move with what
+  else runs, CPU per request much less; each run also records the load average.
 
-Run: ``python bench/webhooks.py`` (``--duration``, ``--runs``, ``--connections``). Progress
+Run: ``python bench/webhooks.py`` (``--duration`` 20, ``--runs`` 3, ``--connections`` 64). Progress
 on stderr; a one-line summary, then one JSON object (last line) on stdout.
 """
 
@@ -46,6 +49,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
+import psutil
 import uvloop
 from aiohttp import web
 
@@ -364,6 +368,31 @@ async def stop(process: asyncio.subprocess.Process) -> None:
             await process.wait()
 
 
+def cpu_s(processes: Sequence[psutil.Process]) -> float:
+    """User + system CPU seconds of these processes (those still running)."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    """The embedded server's postmaster and its backends (found by their data directory)."""
+    found: list[psutil.Process] = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if any(str(data_dir) in part for part in cmdline):
+            try:
+                found += [process, *process.children(recursive=True)]
+            except psutil.Error:
+                continue
+    return list({p.pid: p for p in found}.values())
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -382,23 +411,36 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         await run_load(bare_port, 2.0, args.connections, "warm")
         await run_load(daemon.port, 2.0, args.connections, "warm")
         runs: list[dict[str, Any]] = []
+        daemon_process = [psutil.Process(daemon.process.pid)]
+        bare_process = [psutil.Process(bare.pid)]
         for n in range(args.runs):
+            bare_cpu = cpu_s(bare_process)
             bare_result = await run_load(bare_port, args.duration, args.connections, f"b{n}")
+            bare_cpu = cpu_s(bare_process) - bare_cpu
             before = await inbox_rows(daemon.dsn)
             tag = uuid.uuid4().hex[:8]
+            postgres = postgres_processes(work / "pg")
+            daemon_cpu, postgres_cpu = cpu_s(daemon_process), cpu_s(postgres)
             result = await run_load(daemon.port, args.duration, args.connections, tag)
+            daemon_cpu = cpu_s(daemon_process) - daemon_cpu
+            postgres_cpu = cpu_s(postgres) - postgres_cpu
             # Every 2xx was answered after its commit, so the rows are there already.
             stored = await inbox_rows(daemon.dsn) - before
             result["lost"] = result["ok"] - stored
             result["bare_rps"] = bare_result["rps"]
             result["bare_p99_ms"] = bare_result["p99_ms"]
             result["ratio_to_bare"] = round(result["rps"] / bare_result["rps"], 3)
+            result["cpu_us"] = {
+                "daemon": round(daemon_cpu / max(1, result["requests"]) * 1e6, 1),
+                "postgres": round(postgres_cpu / max(1, result["requests"]) * 1e6, 1),
+                "bare": round(bare_cpu / max(1, bare_result["requests"]) * 1e6, 1),
+            }
             result["load_average"] = load_average()
             runs.append(result)
             log(f"run {n + 1}: {result['rps']}/s (bare {bare_result['rps']}/s, ratio "
                 f"{result['ratio_to_bare']}), p50 {result['p50_ms']} ms, p99 "
                 f"{result['p99_ms']} ms, non-2xx {result['non_2xx']}, lost {result['lost']}, "
-                f"load {result['load_average']}")
+                f"cpu/request {result['cpu_us']} us, load {result['load_average']}")
         log(f"seeding {ITEMS_FOR_PAGES:,} items for the page figure")
         await seed_items(daemon.dsn, ITEMS_FOR_PAGES)
         if await api_status(daemon.port) == 200:
@@ -416,12 +458,17 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     def median(key: str) -> float:
         return round(float(statistics.median(float(r[key]) for r in runs)), 2)
 
+    def median_cpu(key: str) -> float:
+        return round(float(statistics.median(float(r["cpu_us"][key]) for r in runs)), 1)
+
     return {
         "rps": median("rps"), "p50_ms": median("p50_ms"), "p99_ms": median("p99_ms"),
         "non_2xx": sum(r["non_2xx"] for r in runs), "lost": sum(r["lost"] for r in runs),
         "bare_rps": median("bare_rps"), "ratio_to_bare": round(median("ratio_to_bare"), 3),
         "api_page_p99_ms": api_page_p99_ms, "api_page_source": source, "api_page_items": items,
-        "units": {"rps": "webhooks/s", "p50_ms": "ms", "p99_ms": "ms", "lost": "2xx without a row"},
+        "cpu_us": {key: median_cpu(key) for key in ("daemon", "postgres", "bare")},
+        "units": {"rps": "webhooks/s", "p50_ms": "ms", "p99_ms": "ms", "lost": "2xx without a row",
+                  "cpu_us": "CPU microseconds per answered request"},
         "duration_s": args.duration, "runs": runs, "connections": args.connections,
         "cores": os.cpu_count(),
         "targets": {"rps": 3000, "ratio_to_bare": 0.45, "p99_ms": 50, "lost": 0,
@@ -439,7 +486,7 @@ async def asyncpg_count(dsn: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
@@ -460,7 +507,7 @@ def main() -> None:
     print(f"webhooks: {result['rps']:.0f}/s (bare {result['bare_rps']:.0f}/s, ratio "
           f"{result['ratio_to_bare']}), p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
           f"non-2xx {result['non_2xx']}, lost {result['lost']}, API page p99 "
-          f"{result['api_page_p99_ms']} ms")
+          f"{result['api_page_p99_ms']} ms, cpu/request {result['cpu_us']} us")
     print(json.dumps(result))
 
 
