@@ -58,9 +58,16 @@ async def read_limited_body(request: web.Request, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit)
+    content = request.content
+    if content.is_eof() and content.exception() is None:
+        # The whole body came with the headers (a webhook's usual case): take it at once.
+        whole = content.read_nowait()
+        if len(whole) > limit:
+            raise _too_large(limit)
+        return whole
     body = bytearray()
     try:
-        while chunk := await request.content.readany():
+        while chunk := await content.readany():
             body += chunk
             if len(body) > limit:
                 raise _too_large(limit)

@@ -23,6 +23,7 @@ from riven_async.config import LiveSettings, Settings, load_settings
 from riven_async.domain.media import MediaKind
 from riven_async.domain.queue import JOB_FOR_STATE, JobKind, NewJob
 from riven_async.domain.releases import Infohash, ScrapedRelease
+from riven_async.pipeline import stages
 from riven_async.web.api import MAX_PAGE_SIZE
 from tests.conftest import TEST_API_KEY
 from tests.db.factories import movie, request, show_tree
@@ -41,7 +42,13 @@ JUNK_SETTINGS = settings(max_examples=40, deadline=None,
 
 
 @pytest.fixture
-async def client(db_settings: Settings, aiohttp_client: AiohttpClient) -> Client:
+async def client(
+    db_settings: Settings, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> Client:
+    # The API on a still pipeline: no step, worker or loop moves the seeded items (or
+    # queues and claims their jobs) while a test looks at them.
+    monkeypatch.setattr(stages, "step_factories", dict)
+    monkeypatch.setattr(stages, "loop_starters", list)
     return await aiohttp_client(build_app(db_settings))
 
 
