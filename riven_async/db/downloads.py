@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from riven_async.db import rows
@@ -20,6 +21,18 @@ from riven_async.errors import RivenError
 
 # A reservation that lost the insert race is read again; the next statement sees the winner.
 _RESERVE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DebridCheck:
+    """What ``service`` said when asked to add ``infohash`` (for ``item_id`` alone if set)."""
+
+    service: str
+    infohash: str
+    outcome: str
+    reason: str
+    checked_at: datetime
+    item_id: int | None = None
 
 
 class DownloadsRepo(Repository):
@@ -42,6 +55,8 @@ class DownloadsRepo(Repository):
         self._waiting = self._sql("waiting")
         self._record_ready = self._sql("record_ready")
         self._live_on_services = self._sql("live_on_services")
+        self._record_checks = self._sql("record_checks")
+        self._recent_checks = self._sql("recent_checks")
 
     async def reserve(self, item_id: int, service: str, infohash: str) -> Reservation:
         """The live download of this torrent on this service, reserved for ``item_id`` if
@@ -115,3 +130,27 @@ class DownloadsRepo(Repository):
         records = await self._executor.fetch(self._live_on_services, sorted(set(services)),
                                              hashes)
         return [rows.download(r) for r in records]
+
+    async def record_checks(self, checks: Sequence[DebridCheck]) -> None:
+        """Remember services' answers (the latest per service, hash and item)."""
+        if not checks:
+            return
+        await self._executor.execute(
+            self._record_checks,
+            [c.service for c in checks],
+            [normalize_infohash(c.infohash) for c in checks],
+            [c.item_id for c in checks],
+            [c.outcome for c in checks],
+            [c.reason[:1000] for c in checks],
+            [c.checked_at for c in checks],
+        )
+
+    async def recent_checks(
+        self, services: Iterable[str], infohashes: Iterable[str], item_id: int, since: datetime
+    ) -> list[DebridCheck]:
+        """Answers given after ``since`` about these hashes, for every item or for ``item_id``."""
+        hashes = sorted({normalize_infohash(h) for h in infohashes})
+        records = await self._executor.fetch(self._recent_checks, sorted(set(services)), hashes,
+                                             item_id, since)
+        return [DebridCheck(r["service"], r["infohash"], r["outcome"], r["reason"],
+                            r["checked_at"], r["item_id"]) for r in records]

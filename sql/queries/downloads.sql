@@ -101,3 +101,26 @@ SELECT * FROM downloads
 WHERE service = ANY ($1::text[]) AND infohash = ANY ($2::text[])
   AND status IN ('adding', 'downloading', 'ready')
 ORDER BY id;
+
+-- name: record_checks
+-- Remember what services said when asked to add these hashes (the latest answer per service, hash and item; times from the daemon's clock).
+-- $1 services text[], $2 infohashes text[], $3 item_ids bigint[], $4 outcomes text[], $5 reasons text[], $6 checked_at timestamptz[]
+INSERT INTO debrid_checks (service, infohash, item_id, outcome, reason, checked_at)
+-- One row per key, the latest: ON CONFLICT DO UPDATE may not touch a row twice.
+SELECT DISTINCT ON (c.infohash, c.service, c.item_id)
+       c.service, c.infohash, c.item_id, c.outcome, c.reason, c.checked_at
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+            $6::timestamptz[]) AS c (service, infohash, item_id, outcome, reason, checked_at)
+ORDER BY c.infohash, c.service, c.item_id, c.checked_at DESC
+ON CONFLICT (infohash, service, item_id)
+DO UPDATE SET outcome = EXCLUDED.outcome, reason = EXCLUDED.reason,
+              checked_at = EXCLUDED.checked_at;
+
+-- name: recent_checks
+-- Answers given after $4 about these hashes on these services, for every item or for item $3.
+-- $1 services text[], $2 infohashes text[], $3 item_id bigint, $4 since timestamptz
+SELECT * FROM debrid_checks
+WHERE infohash = ANY ($2::text[]) AND service = ANY ($1::text[])
+  AND (item_id IS NULL OR item_id = $3::bigint)
+  AND checked_at > $4::timestamptz
+ORDER BY infohash, service, checked_at;

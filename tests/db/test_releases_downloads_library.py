@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
-from riven_async.db.downloads import DownloadsRepo
+from riven_async.db.downloads import DebridCheck, DownloadsRepo
 from riven_async.db.library import LibraryRepo, LinkPathTaken
 from riven_async.domain.releases import (
     DownloadStatus,
@@ -107,6 +108,34 @@ async def test_twenty_concurrent_reservations_create_one_download(db_pool: async
     assert (await downloads.reserve(items[1], "torbox", H1)).created
     assert await downloads.mark_removed([winner.id]) == [winner.id]
     assert len(await downloads.for_items(items[:2])) >= 2
+
+
+async def test_debrid_checks_keep_the_latest_answer_per_service_hash_and_item(
+    db_pool: asyncpg.Pool,
+) -> None:
+    repos = Repos(db_pool)
+    a, b = await _movies(repos, 2)
+    downloads = DownloadsRepo(db_pool)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    await downloads.record_checks([
+        DebridCheck("realdebrid", H1, "not_cached", "status queued", t0),
+        DebridCheck("alldebrid", H1, "failed", "stuck", t0),
+        DebridCheck("realdebrid", H2, "no_matching_files", "no file", t0, a),
+    ])
+    later = t0 + timedelta(minutes=30)
+    await downloads.record_checks([DebridCheck("realdebrid", H1, "infringing", "451", later)])
+    since = t0 - timedelta(seconds=1)
+    found = await downloads.recent_checks(["realdebrid", "alldebrid"], [H1, H2], a, since)
+    assert {(c.service, c.infohash, c.outcome, c.item_id) for c in found} == {
+        ("realdebrid", "a" * 40, "infringing", None),
+        ("alldebrid", "a" * 40, "failed", None),
+        ("realdebrid", H2, "no_matching_files", a),
+    }
+    # Another item does not see a's "no file"; answers up to ``since`` are left out.
+    other = await downloads.recent_checks(["realdebrid", "alldebrid"], [H1, H2], b, t0)
+    assert [(c.service, c.outcome, c.checked_at) for c in other] == [
+        ("realdebrid", "infringing", later)]
+    assert await downloads.recent_checks(["torbox"], [H1, H2], a, since) == []
 
 
 async def test_links_are_recorded_once_and_paths_are_unique(db_pool: asyncpg.Pool) -> None:
