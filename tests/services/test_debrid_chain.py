@@ -12,8 +12,10 @@ import pytest
 
 from riven_async.services.debrid import Debrid, FileWant
 from riven_async.services.debrid.chain import (
+    Attempt,
     DebridChain,
     Outcome,
+    PriorCheck,
     build_services,
     order_candidates,
 )
@@ -195,6 +197,34 @@ async def test_nothing_cached_anywhere_is_a_conclusive_none(env: SimEnv) -> None
     assert sims.torbox.sim.torrents == {}
     assert sims.realdebrid.sim.torrents == {}
     assert sims.alldebrid.sim.magnets == {}
+
+
+async def test_settled_answers_are_handed_out_and_a_prior_one_is_not_asked_again(
+    env: SimEnv,
+) -> None:
+    release = pick_pack(env.sims, {"realdebrid": False, "alldebrid": True})
+    heard: list[Attempt] = []
+
+    async def keep(attempt: Attempt) -> None:
+        heard.append(attempt)
+
+    order = ("realdebrid", "alldebrid")
+    first = await chain_of(env, order).acquire(
+        [candidate(release)], pack_want(release), on_answer=keep)
+    assert first.acquired is not None
+    assert [(a.service, a.outcome) for a in heard] == [("realdebrid", Outcome.NOT_CACHED)]
+    # A new process (fresh clients) told what RD said: RD is not asked, AllDebrid reused.
+    before = marks(env)
+    prior = [PriorCheck(a.infohash, a.service, a.outcome, a.reason) for a in heard]
+    again = await chain_of(env, order).acquire(
+        [candidate(release)], pack_want(release), prior=prior)
+    assert again.acquired is not None
+    assert again.acquired.torrent.service == "alldebrid"
+    assert counts(env, before)["realdebrid"] == 0
+    assert env.sims.realdebrid.sim.adds_per_hash[release.infohash] == 1
+    assert env.sims.alldebrid.sim.uploads_per_hash[release.infohash] == 1
+    with pytest.raises(ValueError, match="settled"):
+        PriorCheck(release.infohash, "realdebrid", Outcome.ACQUIRED)
 
 
 async def test_expensive_checks_stop_at_the_per_service_budget(env: SimEnv) -> None:

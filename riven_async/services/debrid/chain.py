@@ -7,7 +7,7 @@ import asyncio
 import enum
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -29,6 +29,7 @@ from riven_async.services.debrid import (
     NotCached,
     ProbeResult,
     ServiceError,
+    normalize_infohash,
 )
 from riven_async.services.debrid.alldebrid import AllDebrid
 from riven_async.services.debrid.file_selection import FileClassifier
@@ -60,6 +61,32 @@ class Attempt:
     service: str
     outcome: Outcome
     reason: str = ""
+
+
+# What a service said, once asked to add a release, that holds until the retry interval:
+# the caller may keep these (``on_answer``) and hand them back (``prior``) so that a
+# replayed job, or the next item of a pack, does not add the release there again.
+SETTLED_OUTCOMES: Final = frozenset(
+    {Outcome.NOT_CACHED, Outcome.INFRINGING, Outcome.FAILED, Outcome.NO_MATCHING_FILES}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PriorCheck:
+    """A service's recent settled answer about a hash: the service is not asked again."""
+
+    infohash: str
+    service: str
+    outcome: Outcome
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.outcome not in SETTLED_OUTCOMES:
+            raise ValueError(f"{self.outcome} is not a settled answer")
+        object.__setattr__(self, "infohash", normalize_infohash(self.infohash))
+
+
+OnAnswer = Callable[[Attempt], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +133,20 @@ class _Flight:
 class _Run:
     """One ``acquire`` call's view: services still usable, probes, budgets and attempts."""
 
-    def __init__(self, services: Sequence[Debrid]) -> None:
+    def __init__(
+        self,
+        services: Sequence[Debrid],
+        prior: Iterable[PriorCheck] = (),
+        on_answer: OnAnswer | None = None,
+    ) -> None:
         self.services = tuple(services)
         self.unavailable: dict[str, str] = {}
         self.pauses: dict[str, datetime] = {}
         self.probes: dict[str, Mapping[str, ProbeResult]] = {}
         self.spent: Counter[str] = Counter()
         self.attempts: list[Attempt] = []
+        self.prior = {(p.infohash, p.service): p for p in prior}
+        self._on_answer = on_answer
 
     def active(self) -> list[Debrid]:
         return [s for s in self.services if s.name not in self.unavailable]
@@ -125,6 +159,13 @@ class _Run:
 
     def note(self, infohash: str, service: str, outcome: Outcome, reason: str = "") -> None:
         self.attempts.append(Attempt(infohash, service, outcome, reason))
+
+    async def answered(self, infohash: str, service: str, outcome: Outcome, reason: str) -> None:
+        """Note a settled answer of a service that was asked, and hand it to ``on_answer``."""
+        attempt = Attempt(infohash, service, outcome, reason)
+        self.attempts.append(attempt)
+        if self._on_answer is not None:
+            await self._on_answer(attempt)
 
 
 class DebridChain:
@@ -175,10 +216,22 @@ class DebridChain:
         """Each service's ``paused_until`` (for the metrics endpoint)."""
         return {s.name: s.paused_until for s in self._services}
 
-    async def acquire(self, candidates: Sequence[Candidate], want: FileWant) -> AcquireResult:
-        """The first candidate some service holds ready with files for ``want``."""
+    async def acquire(
+        self,
+        candidates: Sequence[Candidate],
+        want: FileWant,
+        *,
+        prior: Iterable[PriorCheck] = (),
+        on_answer: OnAnswer | None = None,
+    ) -> AcquireResult:
+        """The first candidate some service holds ready with files for ``want``.
+
+        A service with a ``prior`` answer about a candidate is not asked about it again;
+        ``on_answer`` is awaited with each settled answer (``SETTLED_OUTCOMES``) a service
+        gives, before the next service is asked, so the caller can keep it durably.
+        """
         ordered = order_candidates(candidates)
-        run = _Run(self._services)
+        run = _Run(self._services, prior, on_answer)
         for service in self._services:
             paused = service.paused_until
             if paused is not None:
@@ -252,14 +305,12 @@ class DebridChain:
         complete = True
         for service in run.active():
             name = service.name
+            known = self._known(service, infohash, run)
+            if known is Outcome.NO_MATCHING_FILES:
+                return None, complete  # the files are the release's, whatever the service
+            if known is not None:
+                continue
             probe = run.probes.get(name, {}).get(infohash)
-            if probe is not None and probe.availability is Availability.NOT_CACHED:
-                run.note(infohash, name, Outcome.NOT_CACHED, "bulk check")
-                continue
-            likely = probe is not None and probe.availability is Availability.CACHED
-            if not likely and run.spent[name] >= self.max_attempts_per_service:
-                run.note(infohash, name, Outcome.OVER_BUDGET)
-                continue
             paused = service.paused_until
             if paused is not None:
                 run.drop(service, f"paused until {paused.isoformat()}")
@@ -269,18 +320,18 @@ class DebridChain:
             try:
                 acquired = await service.acquire(candidate, want, probe)
             except NoMatchingFiles as exc:
-                run.note(infohash, name, Outcome.NO_MATCHING_FILES, exc.reason)
+                await run.answered(infohash, name, Outcome.NO_MATCHING_FILES, exc.reason)
                 return None, complete  # the files are the release's, whatever the service
             except ServiceError as exc:
                 run.note(infohash, name, Outcome.SERVICE_ERROR, exc.reason)
                 run.drop(service, str(exc))
                 complete = False
             except Infringing as exc:
-                run.note(infohash, name, Outcome.INFRINGING, exc.reason)
+                await run.answered(infohash, name, Outcome.INFRINGING, exc.reason)
             except NotCached as exc:
-                run.note(infohash, name, Outcome.NOT_CACHED, exc.reason)
+                await run.answered(infohash, name, Outcome.NOT_CACHED, exc.reason)
             except DebridError as exc:  # TorrentFailed, TorrentGone and the unforeseen
-                run.note(infohash, name, Outcome.FAILED, exc.reason)
+                await run.answered(infohash, name, Outcome.FAILED, exc.reason)
             except UpstreamError as exc:
                 run.note(infohash, name, Outcome.SERVICE_ERROR, str(exc))
                 run.drop(service, str(exc))
@@ -289,6 +340,23 @@ class DebridChain:
                 run.note(infohash, name, Outcome.ACQUIRED, acquired.torrent.status)
                 return acquired, True
         return None, complete
+
+    def _known(self, service: Debrid, infohash: str, run: _Run) -> Outcome | None:
+        """The outcome (noted) when ``service`` is not to be asked about the hash, else None."""
+        name = service.name
+        earlier = run.prior.get((infohash, name))
+        if earlier is not None:
+            run.note(infohash, name, earlier.outcome, f"asked recently: {earlier.reason}")
+            return earlier.outcome
+        probe = run.probes.get(name, {}).get(infohash)
+        if probe is not None and probe.availability is Availability.NOT_CACHED:
+            run.note(infohash, name, Outcome.NOT_CACHED, "bulk check")
+            return Outcome.NOT_CACHED
+        likely = probe is not None and probe.availability is Availability.CACHED
+        if not likely and run.spent[name] >= self.max_attempts_per_service:
+            run.note(infohash, name, Outcome.OVER_BUDGET)
+            return Outcome.OVER_BUDGET
+        return None
 
     def _log(self, result: AcquireResult, want: FileWant, candidates: int) -> None:
         acquired = result.acquired
