@@ -6,23 +6,31 @@ pack (the scrape said so) is fetched once for the whole season: its files are re
 episode, and every episode that has the pack among its releases moves on with it.
 
 No torrent is added twice: the item and the candidates' infohashes are locked while the
-step runs, a ready download already recorded for the item is reused without asking any
-service, and the services reuse what their account already holds (a replay after a crash
-finds its torrent there). Availability is never cached. The download row, the state moves
-and the LINK jobs are written in one transaction.
+step runs; a ready download already recorded for one of the candidates is reused without
+asking any service when its files serve the item (the next season of a multi-season pack
+finds its files among those recorded for the first); and the services reuse what their
+account already holds (a replay after a crash finds its torrent there). What a service
+said when asked to add a release (not cached, refused, failed) is kept in the database,
+so neither a replay nor the pack's next item asks it again before
+``[debrid] not_cached_retry_s`` has passed; after that it is asked afresh, so availability
+is never cached. The download row, the state moves and the LINK jobs are written in one
+transaction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from riven_async import config
+from riven_async.db.downloads import DebridCheck
 from riven_async.domain.media import MediaItem, MediaKind
 from riven_async.domain.queue import Job, JobKind, NewJob
 from riven_async.domain.releases import Download, DownloadStatus, Release, SelectedFile
@@ -36,9 +44,19 @@ from riven_async.services.debrid import (
     DebridTorrent,
     EpisodeKey,
     FileWant,
+    Selection,
     TorrentFile,
 )
-from riven_async.services.debrid.chain import AcquireResult, DebridChain, Outcome, build_services
+from riven_async.services.debrid.chain import (
+    SETTLED_OUTCOMES,
+    AcquireResult,
+    Attempt,
+    DebridChain,
+    Outcome,
+    PriorCheck,
+    build_services,
+)
+from riven_async.services.debrid.file_selection import FileClassifier
 from riven_async.web.metrics import Labeled, Section
 
 log = logging.getLogger(__name__)
@@ -97,6 +115,7 @@ class DownloadStep:
         self._chain: DebridChain | None = None
         self._chain_key: tuple[tuple[str, ...], int] | None = None
         self._retired: list[DebridChain] = []
+        self._classifier = FileClassifier()
         self.counts: Counter[str] = Counter()
 
     @property
@@ -182,7 +201,9 @@ class DownloadStep:
                                     "[upstreams.<service>] enabled)")
             candidates = [Candidate(r.infohash, r.raw_title, bool(r.cached_on))
                           for r in releases]
-            result = await chain.acquire(candidates, subject.want)
+            prior = await self._prior_checks(subject, candidates, section)
+            result = await chain.acquire(candidates, subject.want, prior=prior,
+                                         on_answer=partial(self._keep_answer, subject))
             await self._blacklist(subject, result)
             if result.acquired is None:
                 return await self._not_acquired(subject, result)
@@ -236,33 +257,82 @@ class DownloadStep:
     ) -> Download | None:
         """A ready download already recorded with a file for the item, best release first.
 
+        Failing that, one recorded for other items (a pack's other season) whose files
+        serve the item: its files for the item's episodes are recorded, no service asked.
         An upgrade takes only its best release: the one it is replacing is a candidate too.
         """
         chosen = releases[:1] if subject.upgrade else releases
         found = await self._runtime.repos.downloads.live_on_services(
             section.services, [r.infohash for r in chosen])
-        serving = {
-            d.infohash: d for d in found
-            if d.status is DownloadStatus.READY
-            and any(f.item_id == subject.item.id for f in d.selected_files)
-        }
-        return next((serving[r.infohash] for r in chosen if r.infohash in serving), None)
+        ready: dict[str, list[Download]] = {}
+        for download in found:
+            if download.status is DownloadStatus.READY:
+                ready.setdefault(download.infohash, []).append(download)
+        ranked = [d for r in chosen for d in ready.pop(r.infohash, [])]
+        for download in ranked:
+            if any(f.item_id == subject.item.id for f in download.selected_files):
+                return download
+        for download in ranked:
+            extended = await self._extend(subject, download)
+            if extended is not None:
+                self.counts["reused_recorded_files"] += 1
+                return extended
+        return None
+
+    async def _extend(self, subject: _Subject, download: Download) -> Download | None:
+        """``download`` with the item's files recorded, if the files recorded hold them."""
+        if download.torrent_id is None:
+            return None
+        # Each recorded file once (a file serving two episodes is recorded twice).
+        recorded = list({f.file_id: f for f in download.selected_files}.values())
+        files = [TorrentFile(i, f.path, f.size_bytes) for i, f in enumerate(recorded)]
+        selection = await self._classifier.select_async(files, subject.want)
+        if not selection.satisfies(subject.want):
+            return None
+        mapped = _files_for(subject, selection, lambda f: recorded[f.id])
+        if not any(f.item_id == subject.item.id for f in mapped):
+            return None
+        return await self._runtime.repos.downloads.record_ready(
+            download.id, download.torrent_id, mapped)
+
+    # -- what services said ---------------------------------------------------------------
+
+    async def _prior_checks(
+        self, subject: _Subject, candidates: Sequence[Candidate], section: config.DebridSection
+    ) -> list[PriorCheck]:
+        """What services said about the candidates within ``not_cached_retry_s``."""
+        since = self._runtime.clock.now() - timedelta(seconds=section.not_cached_retry_s)
+        checks = await self._runtime.repos.downloads.recent_checks(
+            section.services, [c.infohash for c in candidates], subject.item.id, since)
+        settled = {o.value: o for o in SETTLED_OUTCOMES}
+        prior = [PriorCheck(c.infohash, c.service, settled[c.outcome], c.reason)
+                 for c in checks if c.outcome in settled]
+        self.counts["prior_checks_used"] += len(prior)
+        return prior
+
+    async def _keep_answer(self, subject: _Subject, attempt: Attempt) -> None:
+        """Store a service's settled answer before the next service is asked (a crash
+        right after must not make the replay ask again)."""
+        # "No file for the item" holds for this item's want; the rest for every item.
+        item_id = subject.item.id if attempt.outcome is Outcome.NO_MATCHING_FILES else None
+        await self._runtime.repos.downloads.record_checks([DebridCheck(
+            attempt.service, attempt.infohash, attempt.outcome.value, attempt.reason,
+            self._runtime.clock.now(), item_id)])
 
     # -- outcomes -------------------------------------------------------------------------
 
     async def _record(self, subject: _Subject, acquired: Acquired) -> StepResult:
         """Store the torrent and its files, move the items it serves, queue their links."""
         torrent, selection, item = acquired.torrent, acquired.selection, subject.item
-        files: list[SelectedFile] = []
-        if selection.movie is not None and subject.item.kind is MediaKind.MOVIE:
-            movie = selection.movie
-            files.append(SelectedFile(str(movie.id), mount_path(torrent, movie), movie.size,
-                                      item.id))
-        for match in selection.episodes:
-            item_id = subject.episodes.get((match.season, match.episode))
-            if item_id is not None:
-                files.append(SelectedFile(str(match.file.id), mount_path(torrent, match.file),
-                                          match.file.size, item_id))
+
+        def selected(file: TorrentFile) -> SelectedFile:
+            return SelectedFile(str(file.id), mount_path(torrent, file), file.size)
+
+        files = _files_for(subject, selection, selected)
+        # The pack's other episode files (another season's) are kept without an item: a
+        # later item finds its files among them instead of asking a service again.
+        mapped = {f.file_id for f in files}
+        files.extend(selected(f) for f in selection.to_select if str(f.id) not in mapped)
         repos = self._runtime.repos
         async with self._runtime.pool.acquire() as conn, conn.transaction():
             tx = repos.bound_to(conn)
@@ -382,6 +452,20 @@ class DownloadStep:
             }
         return {"by_service": Labeled("service", services),
                 "downloads": dict(sorted(self.counts.items()))}
+
+
+def _files_for(
+    subject: _Subject, selection: Selection, selected: Callable[[TorrentFile], SelectedFile]
+) -> list[SelectedFile]:
+    """The selection's files for the subject's items, as ``selected`` records each file."""
+    files: list[SelectedFile] = []
+    if selection.movie is not None and subject.item.kind is MediaKind.MOVIE:
+        files.append(dataclasses.replace(selected(selection.movie), item_id=subject.item.id))
+    for match in selection.episodes:
+        item_id = subject.episodes.get((match.season, match.episode))
+        if item_id is not None:
+            files.append(dataclasses.replace(selected(match.file), item_id=item_id))
+    return files
 
 
 def _max_bytes(gigabytes: float) -> int | None:
