@@ -494,6 +494,7 @@ class DetectionSection(Section):
 
     enabled: bool = True
     changes_interval_s: PositiveSeconds = 600.0
+    tmdb_changes_interval_s: PositiveSeconds = 3600.0
     changes_window_s: PositiveSeconds = 14 * 86400.0
     release_delay_s: float = Field(default=900.0, ge=0)
     ongoing_interval_s: PositiveSeconds = 7 * 86400.0

@@ -169,19 +169,22 @@ class ScheduleRepo(Repository):
         tvmaze_updated: Mapping[int, float] | None = None,
         priority: int = 0,
         soon_s: float = 0.0,
+        tmdb_checked_since: datetime | None = None,
     ) -> list[ItemId]:
         """Make the tracked titles change feeds name due now, in one statement.
 
-        TMDB's ids are taken as changed; a TVMaze id only when the show was not checked
-        since its ``updated`` time (epoch seconds). Titles due within ``soon_s`` anyway
-        keep their time and only get ``priority``. Returns the ids changed.
+        TMDB's ids are taken as changed, except shows TVMaze follows that were checked at
+        or after ``tmdb_checked_since`` (the TV feed's previous read: TMDB names only the
+        day, so TVMaze's exact time decides for those); a TVMaze id only when the show was
+        not checked since its ``updated`` time (epoch seconds). Titles due within
+        ``soon_s`` anyway keep their time and only get ``priority``. Returns the ids changed.
         """
         now = self._now()
         updated = tvmaze_updated or {}
         records = await self._executor.fetch(
             self._check_changed, sorted(tmdb_shows), sorted(tmdb_movies), list(updated),
             [float(stamp) for stamp in updated.values()], priority, now,
-            now + timedelta(seconds=soon_s),
+            now + timedelta(seconds=soon_s), tmdb_checked_since,
         )
         return [ItemId(r["id"]) for r in records]
 

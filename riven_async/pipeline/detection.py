@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from riven_async.config import DetectionSection
 from riven_async.core.clock import Clock
 from riven_async.core.http import HttpClient
 from riven_async.core.tasks import BackgroundTasks
@@ -47,7 +48,10 @@ FEED_TVMAZE = "tvmaze"
 # TVMaze's feed is re-read with this overlap: its stamps are exact, so overlap costs nothing.
 TVMAZE_OVERLAP_S = 600.0
 TVMAZE_MAX_WINDOW_S = 30 * 86400.0
-ROUTINE_COST = {"tmdb": 1.0, "tvmaze": 0.0}
+# What a routine check costs on average: TMDB's details, plus the seasons it reads (and then
+# TVMaze's episodes) when the show aired lately or changed. bench/detection.py measures it
+# (calls_per_routine_check: 1.35 and 0.35 on the simulated catalog).
+ROUTINE_COST = {"tmdb": 1.35, "tvmaze": 0.35}
 _DB_ERRORS: tuple[type[BaseException], ...] = (
     *CONNECTION_ERRORS, DatabaseUnavailable, asyncpg.PostgresError,
 )
@@ -66,6 +70,14 @@ async def wait_for(event: asyncio.Event, clock: Clock, seconds: float) -> bool:
             task.cancel()
         await asyncio.gather(sleeper, waiter, return_exceptions=True)
     return event.is_set()
+
+
+def _tmdb_feed_due(mark: FeedMark | None, now: datetime, section: DetectionSection) -> bool:
+    """Whether a TMDB feed is read on this pass (half a pass early rather than a pass late)."""
+    if mark is None:
+        return True
+    since_s = (now - mark.read_at).total_seconds()
+    return since_s >= section.tmdb_changes_interval_s - section.changes_interval_s / 2
 
 
 def _seconds_until(at: datetime | None, now: datetime) -> float:
@@ -150,7 +162,6 @@ class DetectionLoops:
             self.stats.checks_urgent += taken.checks
             if taken.checks < batch:
                 break
-        self.budget.observe(self._calls())
         routine_left = True
         while (allowed := min(batch, self.budget.allowance())) > 0:
             taken = await schedule.enqueue_due_checks(
@@ -168,11 +179,6 @@ class DetectionLoops:
             any_s = max(any_s, self.budget.seconds_until_allowed())
         sleep_s = min(urgent_s, any_s, MAX_SLEEP_S)
         return sleep_s if sleep_s > 0 else MIN_PASS_S
-
-    def _calls(self) -> dict[str, int]:
-        return {name: sum(client.stats().requests.values())
-                for name in ROUTINE_COST
-                if (client := self._runtime.upstreams.get(name)) is not None}
 
     # -- the release loop -----------------------------------------------------------------
 
@@ -221,7 +227,10 @@ class DetectionLoops:
             await clock.sleep(max(MIN_PASS_S, wait_s))
 
     async def feed_pass(self) -> int:
-        """Read every feed since its mark; returns how many tracked titles were made due."""
+        """Read the feeds due since their marks; returns how many tracked titles were made due.
+
+        TVMaze's is read on every pass, TMDB's every ``tmdb_changes_interval_s``.
+        """
         runtime = self._runtime
         section = runtime.settings.detection
         schedule = runtime.repos.schedule
@@ -236,14 +245,16 @@ class DetectionLoops:
                 (FEED_TMDB_TV, self._indexer.changed_shows, interest.tmdb_shows),
                 (FEED_TMDB_MOVIE, self._indexer.changed_movies, interest.tmdb_movies),
             ):
+                mark = marks.get(feed)
                 if not tracked:
                     # TMDB's feeds list every change on TMDB (dozens of pages a day): with
                     # nothing of that kind tracked there is nothing to intersect.
                     fresh[feed] = FeedMark(feed, now)
                     self.stats.feed_skips += 1
                     continue
-                result = await self._read_tmdb(feed, read, marks.get(feed), now,
-                                               section.changes_window_s)
+                if not _tmdb_feed_due(mark, now, section):
+                    continue
+                result = await self._read_tmdb(feed, read, mark, now, section.changes_window_s)
                 if result is not None:
                     fresh[feed], news[feed] = result
         if self._tvmaze is not None and not interest.tvmaze_shows:
@@ -263,6 +274,8 @@ class DetectionLoops:
                 tvmaze_updated=tvmaze_updated,
                 priority=int(CheckPriority.CHANGED),
                 soon_s=section.release_delay_s,
+                tmdb_checked_since=self._tmdb_checked_since(marks.get(FEED_TMDB_TV), now,
+                                                            section),
             )
         for mark in fresh.values():
             await schedule.save_feed_mark(mark)
@@ -272,6 +285,19 @@ class DetectionLoops:
             log.info("change feeds: %d tracked titles changed, checking them now", len(changed),
                      extra={"action": "change_feeds", "changed": len(changed)})
         return len(changed)
+
+    def _tmdb_checked_since(self, mark: FeedMark | None, now: datetime,
+                            section: DetectionSection) -> datetime | None:
+        """Since when a check makes TMDB's mention of a show redundant (None: never).
+
+        With TVMaze's feed read, a show checked after the TV feed's previous read has seen
+        every change before that check, and TVMaze's exact stamps report the ones after.
+        """
+        if self._tvmaze is None or mark is None:
+            return None
+        if (now - mark.read_at).total_seconds() > section.changes_window_s:
+            return None
+        return mark.read_at
 
     async def _read_tmdb(
         self,

@@ -31,6 +31,11 @@ DAY_S = 86_400.0
 WEEK_S = 7 * DAY_S
 # A routine budget may be spent this far ahead: a short burst, never half a day at once.
 BUDGET_BURST_S = 900.0
+# What "no limit" means for a number of routine checks (no budget charges them anything).
+UNLIMITED_CHECKS = 1_000_000
+# Tokens short of a goal by less than this count as there: waiting "exactly long enough"
+# must not leave a float rounding error behind (a wait too small to move a clock).
+TOKEN_SLACK = 1e-6
 
 Reason = Literal[
     "routine", "fresh_request", "air_time", "inexact_air_time", "aired_data_missing",
@@ -214,9 +219,8 @@ class Scheduler:
 class CallBudget:
     """A daily call budget spread evenly over the day.
 
-    Tokens accrue at ``per_day / 86400`` a second up to ``burst_s`` worth of them; calls
-    spend them and may drive the level below zero (calls made by urgent work), which
-    holds routine work back until the level recovers.
+    Tokens accrue at ``per_day / 86400`` a second up to ``burst_s`` worth of them (one at
+    least); spending may drive the level below zero, and spending waits until it recovers.
     """
 
     def __init__(self, per_day: float, clock: Clock, burst_s: float = BUDGET_BURST_S) -> None:
@@ -224,15 +228,15 @@ class CallBudget:
             raise ValueError("per_day and burst_s must be positive")
         self.per_day = per_day
         self._rate = per_day / DAY_S
-        self._cap = max(1.0, self._rate * burst_s)
+        self.cap = max(1.0, self._rate * burst_s)
         self._clock = clock
-        self._tokens = self._cap
+        self._tokens = self.cap
         self._at = clock.monotonic()
 
     def level(self) -> float:
         """Tokens available now (negative after overspending)."""
         now = self._clock.monotonic()
-        self._tokens = min(self._cap, self._tokens + (now - self._at) * self._rate)
+        self._tokens = min(self.cap, self._tokens + (now - self._at) * self._rate)
         self._at = now
         return self._tokens
 
@@ -240,19 +244,18 @@ class CallBudget:
         self._tokens = self.level() - calls
 
     def seconds_until(self, tokens: float = 1.0) -> float:
-        """How long until ``tokens`` are available (0 when they are)."""
-        missing = min(tokens, self._cap) - self.level()
-        return max(0.0, missing / self._rate)
+        """How long until ``tokens`` (at most a full budget) are available (0 when they are)."""
+        missing = min(tokens, self.cap) - self.level()
+        return 0.0 if missing <= TOKEN_SLACK else missing / self._rate
 
 
 class RoutineBudget:
     """Per-upstream daily call budgets for routine checks.
 
-    Each upstream's budget is charged with the calls its client really made (urgent ones
-    too: they are never held back, but routine checks then wait). ``admit`` charges a
-    routine check's expected cost at once (``cost_per_check``: TMDB's details call; TVMaze
-    is only asked when a season changed), so checks queued but not run yet are not
-    admitted twice; the calls they then make consume that advance first.
+    A routine check is charged its expected calls per upstream (``cost_per_check``) when
+    it is admitted. Urgent checks and the change feeds spend nothing from these budgets:
+    they are never held back, and the safety net of routine checks never starves behind
+    them (the rate limiter holds the hard limits of every call).
     """
 
     def __init__(self, budgets: Mapping[str, CallBudget],
@@ -261,42 +264,28 @@ class RoutineBudget:
             raise ValueError("at least one budget is needed")
         self._budgets = dict(budgets)
         self._cost = {name: max(0.0, cost_per_check.get(name, 0.0)) for name in budgets}
-        self._advance = dict.fromkeys(budgets, 0.0)
-        self._seen: dict[str, int] = {}
 
-    def observe(self, calls: Mapping[str, int]) -> None:
-        """Charge the calls each upstream made since the last observation (running totals)."""
-        for name, total in calls.items():
-            if name not in self._budgets:
-                continue
-            new = total - self._seen.get(name, total)
-            self._seen[name] = total
-            if new <= 0:
-                continue
-            covered = min(self._advance[name], float(new))
-            self._advance[name] -= covered
-            self._budgets[name].spend(new - covered)
+    def _charged(self) -> list[tuple[CallBudget, float]]:
+        return [(self._budgets[name], cost) for name, cost in self._cost.items() if cost > 0]
 
     def allowance(self) -> int:
         """How many routine checks may start now."""
-        allowed: float = float("inf")
-        for name, budget in self._budgets.items():
+        allowed: int | None = None
+        for budget, cost in self._charged():
             level = budget.level()
-            if level < 1.0:
+            # A check costing more than a full budget holds is let through on a full one.
+            if level < min(cost, budget.cap) - TOKEN_SLACK:
                 return 0
-            cost = self._cost[name]
-            if cost > 0:
-                allowed = min(allowed, level // cost)
-        return 1_000_000 if allowed == float("inf") else int(allowed)
+            fits = max(1, int((level + TOKEN_SLACK) // cost))
+            allowed = fits if allowed is None else min(allowed, fits)
+        return UNLIMITED_CHECKS if allowed is None else allowed
 
     def admit(self, checks: int) -> None:
-        """Charge ``checks`` routine checks' expected calls in advance."""
-        for name, budget in self._budgets.items():
-            charge = checks * self._cost[name]
-            budget.spend(charge)
-            self._advance[name] += charge
+        """Charge ``checks`` routine checks' expected calls."""
+        for budget, cost in self._charged():
+            budget.spend(checks * cost)
 
     def seconds_until_allowed(self) -> float:
         """How long until at least one routine check may start."""
-        return max(budget.seconds_until(max(1.0, self._cost[name]))
-                   for name, budget in self._budgets.items())
+        return max((budget.seconds_until(cost) for budget, cost in self._charged()),
+                   default=0.0)

@@ -231,10 +231,13 @@ ORDER BY a.id;
 
 -- name: check_changed
 -- Make due at $6 the tracked titles a change feed names (only raise the priority of those due by $7 anyway); returns the ids changed.
--- $1 tmdb_show_ids integer[], $2 tmdb_movie_ids integer[], $3 tvmaze_ids integer[], $4 tvmaze_updated float8[], $5 priority smallint, $6 now timestamptz, $7 soon timestamptz
+-- $1 tmdb_show_ids integer[], $2 tmdb_movie_ids integer[], $3 tvmaze_ids integer[], $4 tvmaze_updated float8[], $5 priority smallint, $6 now timestamptz, $7 soon timestamptz, $8 tmdb_checked_since timestamptz
 WITH changed AS (
+    -- TMDB names days, not times: a show checked since the feed's last read ($8) may have
+    -- seen the change already. If TVMaze follows it, TVMaze's exact times decide (below).
     SELECT i.id FROM items i
     WHERE i.kind = 'show' AND i.tmdb_id = ANY ($1::integer[])
+      AND NOT COALESCE(i.tvmaze_id IS NOT NULL AND i.status_checked_at >= $8::timestamptz, false)
     UNION
     SELECT i.id FROM items i
     WHERE i.kind = 'movie' AND i.tmdb_id = ANY ($2::integer[])

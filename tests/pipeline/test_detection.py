@@ -125,12 +125,14 @@ async def test_a_webhook_forced_check_runs_at_once_and_routine_checks_wait_for_b
             await eventually(lambda: loops.stats.checks_urgent == 1)
             await eventually(lambda: _checked_at(rig, ids[0]))
             assert loops.stats.checks_routine == 1  # the budget holds the other three back
-            # The webhook's call was charged too: a quarter hour refills only that one.
-            clock.advance(15 * 60)
+            # A routine check costs ROUTINE_COST calls (one token left, 1.35 spent); the
+            # webhook's check costs the budget nothing: the next one is due 1.35 tokens on.
+            refill_s = detection.ROUTINE_COST["tmdb"] / (96.0 / 86400)
+            clock.advance(refill_s - 20)
             await eventually(lambda: loops.stats.check_passes >= 3)
             await asyncio.sleep(0.2)
             assert loops.stats.checks_routine == 1
-            clock.advance(15 * 60)
+            clock.advance(21)
             await eventually(lambda: loops.stats.checks_routine == 2)
             await asyncio.sleep(0.2)
             assert loops.stats.checks_routine == 2
@@ -278,10 +280,43 @@ async def test_a_feed_that_can_name_no_tracked_title_is_not_read(rig: Rig) -> No
     await _indexed(rig, _find(rig, _ended))  # one show, no movie: the movie feed stays unread
     rig.clock.advance(600)
     mark = rig.mark()
+    await loops.feed_pass()  # TVMaze's one call on every pass, TMDB's pages hourly
+    assert rig.tmdb_paths(mark) == []
+    assert rig.tvmaze_paths(mark) == ["/updates/shows"]
+    rig.clock.advance(3000)
+    mark = rig.mark()
     await loops.feed_pass()
     assert set(rig.tmdb_paths(mark)) == {"/3/tv/changes"}
     assert rig.tvmaze_paths(mark) == ["/updates/shows"]
-    assert loops.stats.feed_skips == 4
+    assert loops.stats.feed_skips == 5
+    marks = await rig.repos.schedule.feed_marks()
+    assert marks[detection.FEED_TMDB_TV].read_at == START + timedelta(seconds=3600)
+
+
+async def test_tmdb_naming_a_show_checked_since_its_last_read_leaves_it_to_tvmaze(
+    rig: Rig,
+) -> None:
+    followed = _find(rig, _ended)
+    item_id = await _indexed(rig, followed)  # checked at START, matched on TVMaze
+    item = await rig.item(item_id)
+    assert item.ids.tvmaze == followed.tvmaze_id
+    schedule = rig.repos.schedule
+    earlier = START - timedelta(hours=1)
+    # TMDB names the show for today: checked after the feed's last read, it was either
+    # seen by that check or TVMaze reports it with its time; nothing to do.
+    assert await schedule.check_changed(tmdb_shows={followed.tmdb_id}, priority=2,
+                                        tmdb_checked_since=earlier) == []
+    # Checked before the last read (or no read to compare with): a change to look at.
+    assert await schedule.check_changed(tmdb_shows={followed.tmdb_id}, priority=2,
+                                        tmdb_checked_since=START + timedelta(hours=1)) == [
+        item_id]
+    await schedule.reschedule_many([Reschedule(item_id, START + timedelta(days=30))])
+    assert await schedule.check_changed(tmdb_shows={followed.tmdb_id}, priority=2) == [item_id]
+    # Not on TVMaze: TMDB's word is all there is.
+    await rig.runtime.pool.execute("UPDATE items SET tvmaze_id = NULL WHERE id = $1", item_id)
+    await schedule.reschedule_many([Reschedule(item_id, START + timedelta(days=30))])
+    assert await schedule.check_changed(tmdb_shows={followed.tmdb_id}, priority=2,
+                                        tmdb_checked_since=earlier) == [item_id]
 
 
 async def test_the_loops_survive_a_database_outage(rig: Rig, db_dsn: str) -> None:

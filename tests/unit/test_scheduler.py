@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from riven_async.core.clock import ManualClock
@@ -11,6 +12,7 @@ from riven_async.db.schedule import FORCED_PRIORITY
 from riven_async.domain.media import ShowStatus
 from riven_async.pipeline.scheduler import (
     DAY_S,
+    UNLIMITED_CHECKS,
     WEEK_S,
     CallBudget,
     CheckPriority,
@@ -254,31 +256,49 @@ def test_a_budget_spreads_a_backlog_evenly_over_the_day() -> None:
     assert all(99 <= n <= 101 for n in per_hour[1:])
 
 
-def test_urgent_calls_hold_routine_checks_back_but_are_never_held() -> None:
+def test_only_routine_checks_spend_the_budget_each_at_its_expected_cost() -> None:
     clock = ManualClock(NOW)
     budget = RoutineBudget({"tmdb": CallBudget(8640, clock), "tvmaze": CallBudget(864, clock)},
-                           {"tmdb": 1.0})
-    assert budget.allowance() == 90  # 15 minutes of TMDB's 6 calls a minute
-    budget.observe({"tmdb": 0, "tvmaze": 0})
-    budget.observe({"tmdb": 500, "tvmaze": 0})  # urgent checks made 500 calls
+                           {"tmdb": 1.5, "tvmaze": 0.5})
+    # 15 minutes of each: 90 TMDB calls (60 checks), 9 TVMaze calls (18 checks).
+    assert budget.allowance() == 18
+    budget.admit(18)
     assert budget.allowance() == 0
     wait_s = budget.seconds_until_allowed()
-    assert wait_s > 0
+    assert wait_s == pytest.approx(0.5 / (864 / DAY_S))  # TVMaze's half call refills first
     clock.advance(wait_s)
     assert budget.allowance() == 1
-    # TVMaze overspent: routine checks wait for it too, though they rarely call it.
-    budget.observe({"tmdb": 500, "tvmaze": 20})
-    assert budget.allowance() == 0
 
 
-def test_admitted_checks_are_not_charged_twice_when_their_calls_arrive() -> None:
+def test_an_upstream_a_routine_check_does_not_call_never_holds_it_back() -> None:
     clock = ManualClock(NOW)
-    budget = RoutineBudget({"tmdb": CallBudget(86400, clock)}, {"tmdb": 1.0})
-    budget.observe({"tmdb": 0})
-    start = budget.allowance()
-    budget.admit(10)
-    assert budget.allowance() == start - 10
-    budget.observe({"tmdb": 10})  # the ten checks' details calls
-    assert budget.allowance() == start - 10
-    budget.observe({"tmdb": 13})  # three season fetches beyond the expected cost
-    assert budget.allowance() == start - 13
+    budget = RoutineBudget({"tmdb": CallBudget(86.4, clock), "tvmaze": CallBudget(1, clock)},
+                           {"tmdb": 1.0})
+    assert budget.allowance() == 1
+    budget.admit(1)
+    assert budget.allowance() == 0
+    assert budget.seconds_until_allowed() == pytest.approx(1000.0)
+    assert RoutineBudget({"tmdb": CallBudget(1, clock)}, {}).allowance() == UNLIMITED_CHECKS
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(min_value=1, max_value=5_000), st.floats(min_value=0.5, max_value=20),
+       st.floats(min_value=60, max_value=6 * 3600))
+def test_a_check_costing_more_than_a_full_budget_still_runs_at_the_daily_rate(
+    per_day: float, cost: float, horizon_s: float
+) -> None:
+    clock = ManualClock(NOW)
+    budget = RoutineBudget({"tmdb": CallBudget(per_day, clock)}, {"tmdb": cost})
+    admitted = 0
+    while clock.monotonic() < horizon_s:
+        if (take := budget.allowance()) >= 1:
+            budget.admit(take)
+            admitted += take
+            continue
+        wait_s = budget.seconds_until_allowed()
+        assert wait_s > 0  # never a busy loop
+        clock.advance(wait_s)
+    cap = max(1.0, per_day * 900 / DAY_S)
+    # Never starved, never more than the daily rate plus one full budget (and one check).
+    assert admitted >= 1
+    assert (admitted - 1) * cost <= cap + per_day * clock.monotonic() / DAY_S + 1e-6
