@@ -5,7 +5,7 @@
 -- Persist received webhooks in one statement (group commit); returns those accepted, not retries of a recent one.
 -- $1 sources text[], $2 events text[], $3 delivery_keys text[], $4 payloads text[], $5 intents text[], $6 window_s float8
 INSERT INTO inbox AS b (source, event, delivery_key, payload, intents)
-SELECT n.source, n.event, n.delivery_key, n.payload::jsonb, n.intents::jsonb
+SELECT n.source, n.event, n.delivery_key, n.payload::json, n.intents::json
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
     AS n(source, event, delivery_key, payload, intents)
 ORDER BY n.source, n.delivery_key
@@ -36,7 +36,7 @@ UPDATE inbox b
 SET processed_at = now(), attempts = b.attempts + 1, error = NULL
 FROM next
 WHERE b.id = next.id
-RETURNING b.id, b.source, b.event, b.delivery_key, NULL::jsonb AS payload, b.intents,
+RETURNING b.id, b.source, b.event, b.delivery_key, NULL::json AS payload, b.intents,
           b.received_at, b.attempts, b.error, b.processed_at;
 
 -- name: take_ids
@@ -52,7 +52,7 @@ UPDATE inbox b
 SET processed_at = now(), attempts = b.attempts + 1, error = NULL
 FROM next
 WHERE b.id = next.id
-RETURNING b.id, b.source, b.event, b.delivery_key, NULL::jsonb AS payload, b.intents,
+RETURNING b.id, b.source, b.event, b.delivery_key, NULL::json AS payload, b.intents,
           b.received_at, b.attempts, b.error, b.processed_at;
 
 -- name: retry_later
