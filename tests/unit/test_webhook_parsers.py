@@ -37,7 +37,7 @@ from riven_async.web.webhooks import (
 )
 from riven_async.web.webhooks.jellyfin import decode_jellyfin, parse_jellyfin
 from riven_async.web.webhooks.overseerr import decode_overseerr, parse_overseerr
-from riven_async.web.webhooks.plex import decode_plex, guid_ids, parse_plex
+from riven_async.web.webhooks.plex import decode_plex, guid_ids, parse_plex, payload_json
 from riven_async.web.webhooks.radarr import decode_radarr, parse_radarr
 from riven_async.web.webhooks.show_update import (
     MAX_BATCH,
@@ -783,3 +783,18 @@ def test_mutated_real_payloads_only_ever_raise_payload_errors(data: st.DataObjec
         check_decoder(decode, raw, JSON)
     body_mp, content_type = plex_multipart(raw)
     check_decoder(decode_plex, body_mp, content_type)
+
+
+@pytest.mark.parametrize("disposition", [
+    b'form-data; name="payload"',
+    b"form-data; name=payload",
+    b"form-data; name*=UTF-8''pay%6Coad",
+    b'FORM-DATA; NAME="payload"; filename="p.json"',
+])
+def test_plex_payload_part_is_found_by_any_spelling_of_its_name(disposition: bytes) -> None:
+    body = (b"--b\r\nContent-Disposition: form-data; filename=\"a; name=payload\"; name=\"thumb\""
+            b"\r\nContent-Type: image/jpeg\r\n\r\nJPEG\r\n--b\r\nContent-Disposition: "
+            + disposition
+            + b"\r\nContent-Type: application/json\r\n\r\n{\"event\": \"x\"}\r\n--b--\r\n")
+    for content_type in ('multipart/form-data; boundary="b"', "Multipart/Form-Data; BOUNDARY=b"):
+        assert payload_json(body, content_type) == b'{"event": "x"}'

@@ -8,10 +8,11 @@ are the episode's own. The show is named by its rating key and title, resolved l
 
 from __future__ import annotations
 
-from email.message import Message
-from email.utils import collapse_rfc2231_value
-from urllib.parse import parse_qs
+import re
+from collections.abc import Mapping
+from urllib.parse import parse_qs, unquote
 
+from aiohttp.helpers import parse_mimetype
 from pydantic import Field, TypeAdapter
 
 from riven_async.domain.intents import (
@@ -45,6 +46,9 @@ EVENTS = frozenset({
 })
 SHOW_TYPES = frozenset({"show", "season", "episode"})
 PAYLOAD_PART = "payload"
+# One ``; key=value`` parameter; a quoted value is consumed whole (it may hold ``;``).
+_PARAM_RE = re.compile(r';\s*([^=;\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+_QUOTED_PAIR_RE = re.compile(r"\\(.)")
 _LEGACY_AGENTS = {
     "com.plexapp.agents.thetvdb": "tvdb",
     "com.plexapp.agents.themoviedb": "tmdb",
@@ -123,18 +127,13 @@ def payload_json(body: bytes, content_type: str) -> bytes:
     return body
 
 
-def _content_type(header: str) -> tuple[str, dict[str, str]]:
-    message = Message()
+def _content_type(header: str) -> tuple[str, Mapping[str, str]]:
+    """The media type (lowercase) and its parameters (lowercase names, values unquoted)."""
     try:
-        message["content-type"] = header
-        params = message.get_params(failobj=[]) or []
-        media_type = message.get_content_type()
-    except (ValueError, TypeError, IndexError, LookupError):
+        mime = parse_mimetype(header)
+    except (ValueError, TypeError, IndexError):
         raise PayloadError("unreadable Content-Type", "Content-Type", 400) from None
-    out: dict[str, str] = {}
-    for name, value in params[1:]:
-        out[name.lower()] = collapse_rfc2231_value(value)
-    return media_type, out
+    return f"{mime.type}/{mime.subtype}", mime.parameters
 
 
 def _multipart_field(body: bytes, boundary: str, name: str) -> bytes:
@@ -160,17 +159,21 @@ def _split_part(part: bytes) -> tuple[bytes, bytes]:
 
 
 def _field_name(head: bytes) -> str | None:
+    """The ``name`` of a part from its headers (``name="payload"`` or RFC 2231 ``name*=``)."""
     for line in head.decode("utf-8", "replace").splitlines():
         key, sep, value = line.partition(":")
         if not sep or key.strip().lower() != "content-disposition":
             continue
-        message = Message()
-        try:
-            message["content-disposition"] = value.strip()
-            found = message.get_param("name", header="content-disposition")
-        except (ValueError, TypeError, IndexError, LookupError):
-            return None
-        return collapse_rfc2231_value(found) if found else None
+        params = {k.lower(): v.strip() for k, v in _PARAM_RE.findall(";" + value.partition(";")[2])}
+        if "name" in params:
+            raw = params["name"]
+            if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+                return _QUOTED_PAIR_RE.sub(r"\1", raw[1:-1]) or None
+            return raw or None
+        if "name*" in params:
+            # charset'language'percent-encoded-value
+            return unquote(params["name*"].split("'", 2)[-1]) or None
+        return None
     return None
 
 
