@@ -14,6 +14,7 @@ from riven_async.core.http import HttpClient, Secret
 from riven_async.errors import UpstreamUnavailable
 from riven_async.services.debrid import (
     AccountError,
+    DebridError,
     FileWant,
     NoMatchingFiles,
     NotCached,
@@ -92,6 +93,22 @@ async def test_not_ready_upload_is_deleted_at_once(env: SimEnv, ad: AllDebrid) -
     assert len(sim.deleted) == 1
     assert sim.magnets == {}
     env.assert_no_secret(str(caught.value))
+
+
+async def test_the_verdict_is_handed_over_before_the_upload_is_deleted(
+    env: SimEnv, ad: AllDebrid
+) -> None:
+    release = pick_pack(env.sims, {"alldebrid": False})
+    sim = env.sims.alldebrid.sim
+    heard: list[tuple[type[DebridError], int]] = []
+
+    async def settled(exc: DebridError) -> None:
+        heard.append((type(exc), len(sim.magnets)))
+
+    with pytest.raises(NotCached):
+        await ad.acquire(candidate(release), pack_want(release), settled=settled)
+    assert heard == [(NotCached, 1)]
+    assert sim.magnets == {}
 
 
 async def test_no_matching_files_deletes_the_upload(env: SimEnv, ad: AllDebrid) -> None:

@@ -15,6 +15,7 @@ from riven_async.errors import RateLimited, UpstreamUnavailable
 from riven_async.services.debrid import (
     AccountError,
     Candidate,
+    DebridError,
     FileWant,
     Infringing,
     NoMatchingFiles,
@@ -148,6 +149,24 @@ async def test_uncached_release_is_deleted_after_the_check(env: SimEnv, rd: Real
     # add, info through a 2 s conversion, select, info, delete: a handful, never a storm.
     assert len(sent) <= 8
     env.assert_no_secret(str(caught.value))
+
+
+async def test_the_verdict_is_handed_over_while_the_checked_torrent_is_still_there(
+    env: SimEnv, rd: RealDebrid
+) -> None:
+    release = pick_pack(env.sims, {"realdebrid": False})
+    sim = env.sims.realdebrid.sim
+    heard: list[tuple[type[DebridError], int]] = []
+
+    async def settled(exc: DebridError) -> None:
+        # A crash here must leave the torrent in the account for the replay to find.
+        heard.append((type(exc), sum(t.infohash == release.infohash
+                                     for t in sim.torrents.values())))
+
+    with pytest.raises(NotCached):
+        await rd.acquire(candidate(release), pack_want(release), settled=settled)
+    assert heard == [(NotCached, 1)]
+    assert sim.torrents == {}
 
 
 async def test_magnet_stuck_in_conversion_gives_up_within_the_bound_and_deletes(

@@ -321,6 +321,16 @@ class AccountError(ServiceError):
     reason_code = "account"
 
 
+# A caller's hook for a service's verdict on a release it added (``Debrid.acquire``).
+Settled = Callable[[DebridError], Awaitable[None]]
+
+
+async def hand_over(exc: BaseException, settled: Settled | None) -> None:
+    """Pass a verdict to ``settled``; services call it before deleting what they added."""
+    if settled is not None and isinstance(exc, DebridError):
+        await settled(exc)
+
+
 # -- the protocol ----------------------------------------------------------------------
 
 
@@ -345,12 +355,20 @@ class Debrid(Protocol):
         ...
 
     async def acquire(
-        self, candidate: Candidate, want: FileWant, probe: ProbeResult | None = None
+        self,
+        candidate: Candidate,
+        want: FileWant,
+        probe: ProbeResult | None = None,
+        *,
+        settled: Settled | None = None,
     ) -> Acquired:
         """Reuse or add the release, keep it if ready with matching files, else clean up.
 
         Raises ``NotCached``, ``Infringing``, ``TorrentFailed``, ``NoMatchingFiles``,
         ``ServiceError`` subclasses, or the HTTP core's ``UpstreamError`` subclasses.
+        A torrent added to check the release is deleted only after ``settled`` has been
+        awaited with the error, so a caller that keeps it durably leaves, at any crash,
+        either the verdict or the torrent in the account for its replay to find.
         """
         ...
 

@@ -26,9 +26,11 @@ from riven_async.services.debrid import (
     ProbeResult,
     ServiceCapped,
     ServiceHealth,
+    Settled,
     TorrentFailed,
     TorrentFile,
     TorrentGone,
+    hand_over,
     parse_payload,
 )
 from riven_async.services.debrid.file_selection import FileClassifier
@@ -176,7 +178,12 @@ class AllDebrid:
         return {}
 
     async def acquire(
-        self, candidate: Candidate, want: FileWant, probe: ProbeResult | None = None
+        self,
+        candidate: Candidate,
+        want: FileWant,
+        probe: ProbeResult | None = None,
+        *,
+        settled: Settled | None = None,
     ) -> Acquired:
         self._health.check()
         infohash = candidate.infohash
@@ -194,6 +201,7 @@ class AllDebrid:
                         want,
                         owned=owned,
                         reused=True,
+                        settled=settled,
                     )
                 except TorrentGone:
                     self._index.forget(infohash, existing)
@@ -209,6 +217,7 @@ class AllDebrid:
                 want,
                 owned=True,
                 reused=False,
+                settled=settled,
             )
 
     async def torrent(self, torrent_id: str) -> DebridTorrent:
@@ -241,6 +250,7 @@ class AllDebrid:
         *,
         owned: bool,
         reused: bool,
+        settled: Settled | None,
     ) -> Acquired:
         infohash = candidate.infohash
         try:
@@ -267,9 +277,12 @@ class AllDebrid:
             )
             return Acquired(torrent, selection, candidate, reused)
         except BaseException as exc:
-            if owned and not isinstance(exc, TorrentGone):
-                self._index.forget(infohash, magnet_id)
-                await self._cleanup.run(self._delete_quietly(magnet_id, infohash))
+            try:
+                await hand_over(exc, settled)  # before the magnet proving the check goes
+            finally:
+                if owned and not isinstance(exc, TorrentGone):
+                    self._index.forget(infohash, magnet_id)
+                    await self._cleanup.run(self._delete_quietly(magnet_id, infohash))
             raise
 
     async def _upload(self, candidate: Candidate) -> _AdUploaded:

@@ -168,6 +168,38 @@ class _Run:
             await self._on_answer(attempt)
 
 
+def settled_outcome(exc: DebridError) -> Outcome | None:
+    """The settled answer an error from ``Debrid.acquire`` stands for (None: the service's
+    trouble, not the release's)."""
+    if isinstance(exc, ServiceError):
+        return None
+    if isinstance(exc, NoMatchingFiles):
+        return Outcome.NO_MATCHING_FILES
+    if isinstance(exc, Infringing):
+        return Outcome.INFRINGING
+    if isinstance(exc, NotCached):
+        return Outcome.NOT_CACHED
+    return Outcome.FAILED  # TorrentFailed, TorrentGone and the unforeseen
+
+
+class _Answer:
+    """One service's settled answer about one hash, noted and handed on once: by the
+    service before it deletes what it added, or by the chain when it raises."""
+
+    def __init__(self, run: _Run, infohash: str, service: str) -> None:
+        self._run = run
+        self._infohash = infohash
+        self._service = service
+        self._given = False
+
+    async def give(self, exc: DebridError) -> None:
+        outcome = settled_outcome(exc)
+        if outcome is None or self._given:
+            return
+        self._given = True
+        await self._run.answered(self._infohash, self._service, outcome, exc.reason)
+
+
 class DebridChain:
     """``acquire`` a release through the services in order, as cheaply as each allows.
 
@@ -228,7 +260,9 @@ class DebridChain:
 
         A service with a ``prior`` answer about a candidate is not asked about it again;
         ``on_answer`` is awaited with each settled answer (``SETTLED_OUTCOMES``) a service
-        gives, before the next service is asked, so the caller can keep it durably.
+        gives, before the service deletes what it added to check and before the next
+        service is asked, so the caller can keep it durably: a crash at any point leaves
+        the answer or the torrent in the account for the replay to find.
         """
         ordered = order_candidates(candidates)
         run = _Run(self._services, prior, on_answer)
@@ -317,21 +351,17 @@ class DebridChain:
                 complete = False
                 continue
             run.spent[name] += 1
+            answer = _Answer(run, infohash, name)
             try:
-                acquired = await service.acquire(candidate, want, probe)
-            except NoMatchingFiles as exc:
-                await run.answered(infohash, name, Outcome.NO_MATCHING_FILES, exc.reason)
-                return None, complete  # the files are the release's, whatever the service
+                acquired = await service.acquire(candidate, want, probe, settled=answer.give)
             except ServiceError as exc:
                 run.note(infohash, name, Outcome.SERVICE_ERROR, exc.reason)
                 run.drop(service, str(exc))
                 complete = False
-            except Infringing as exc:
-                await run.answered(infohash, name, Outcome.INFRINGING, exc.reason)
-            except NotCached as exc:
-                await run.answered(infohash, name, Outcome.NOT_CACHED, exc.reason)
-            except DebridError as exc:  # TorrentFailed, TorrentGone and the unforeseen
-                await run.answered(infohash, name, Outcome.FAILED, exc.reason)
+            except DebridError as exc:
+                await answer.give(exc)  # a no-op if the service gave it before cleaning up
+                if isinstance(exc, NoMatchingFiles):
+                    return None, complete  # the files are the release's, whatever the service
             except UpstreamError as exc:
                 run.note(infohash, name, Outcome.SERVICE_ERROR, str(exc))
                 run.drop(service, str(exc))

@@ -27,9 +27,11 @@ from riven_async.services.debrid import (
     ProbeResult,
     ServiceCapped,
     ServiceHealth,
+    Settled,
     TorrentFailed,
     TorrentFile,
     TorrentGone,
+    hand_over,
     parse_payload,
     poll_until,
 )
@@ -171,7 +173,12 @@ class RealDebrid:
         return {}  # RD has no availability endpoint any more: acquire() checks by adding
 
     async def acquire(
-        self, candidate: Candidate, want: FileWant, probe: ProbeResult | None = None
+        self,
+        candidate: Candidate,
+        want: FileWant,
+        probe: ProbeResult | None = None,
+        *,
+        settled: Settled | None = None,
     ) -> Acquired:
         self._health.check()
         infohash = candidate.infohash
@@ -180,7 +187,9 @@ class RealDebrid:
             if existing is not None:
                 owned = self._index.owns(infohash, existing)
                 try:
-                    return await self._settle(existing, candidate, want, owned=owned, reused=True)
+                    return await self._settle(
+                        existing, candidate, want, owned=owned, reused=True, settled=settled
+                    )
                 except TorrentGone:
                     self._index.forget(infohash, existing)
                 except _Unsuitable:
@@ -192,7 +201,9 @@ class RealDebrid:
                         extra={"action": "debrid_readd", "service": self._name},
                     )
             torrent_id = await self._add(candidate)
-            return await self._settle(torrent_id, candidate, want, owned=True, reused=False)
+            return await self._settle(
+                torrent_id, candidate, want, owned=True, reused=False, settled=settled
+            )
 
     async def torrent(self, torrent_id: str) -> DebridTorrent:
         return self._record(await self._info(torrent_id, None))
@@ -208,14 +219,25 @@ class RealDebrid:
     # -- steps --------------------------------------------------------------------------
 
     async def _settle(
-        self, torrent_id: str, candidate: Candidate, want: FileWant, *, owned: bool, reused: bool
+        self,
+        torrent_id: str,
+        candidate: Candidate,
+        want: FileWant,
+        *,
+        owned: bool,
+        reused: bool,
+        settled: Settled | None,
     ) -> Acquired:
-        """From info to a ready torrent; whatever fails deletes the torrent if we own it."""
+        """From info to a ready torrent; whatever fails deletes the torrent if we own it
+        (after ``settled`` heard why)."""
         try:
             return await self._check(torrent_id, candidate, want, reused=reused)
         except BaseException as exc:
-            if owned and not isinstance(exc, TorrentGone):
-                await self._discard(torrent_id, candidate.infohash)
+            try:
+                await hand_over(exc, settled)
+            finally:
+                if owned and not isinstance(exc, TorrentGone):
+                    await self._discard(torrent_id, candidate.infohash)
             raise
 
     async def _check(

@@ -26,9 +26,11 @@ from riven_async.services.debrid import (
     ProbeResult,
     ServiceCapped,
     ServiceHealth,
+    Settled,
     TorrentFailed,
     TorrentFile,
     TorrentGone,
+    hand_over,
     normalize_infohash,
     parse_payload,
     poll_until,
@@ -188,7 +190,12 @@ class TorBox:
         return results
 
     async def acquire(
-        self, candidate: Candidate, want: FileWant, probe: ProbeResult | None = None
+        self,
+        candidate: Candidate,
+        want: FileWant,
+        probe: ProbeResult | None = None,
+        *,
+        settled: Settled | None = None,
     ) -> Acquired:
         self._health.check()
         infohash = candidate.infohash
@@ -208,14 +215,16 @@ class TorBox:
             ours = self._ours.get(infohash)
             if ours is not None:
                 try:
-                    return await self._settle(ours, candidate, want, owned=True, reused=True)
+                    return await self._settle(
+                        ours, candidate, want, owned=True, reused=True, settled=settled
+                    )
                 except TorrentGone:
                     pass
             torrent_id, existed = await self._cleanup.undoable(
                 self._create(candidate), lambda made: self._orphaned(made, infohash)
             )
             return await self._settle(
-                torrent_id, candidate, want, owned=not existed, reused=existed
+                torrent_id, candidate, want, owned=not existed, reused=existed, settled=settled
             )
 
     async def torrent(self, torrent_id: str) -> DebridTorrent:
@@ -232,9 +241,17 @@ class TorBox:
     # -- steps --------------------------------------------------------------------------
 
     async def _settle(
-        self, torrent_id: str, candidate: Candidate, want: FileWant, *, owned: bool, reused: bool
+        self,
+        torrent_id: str,
+        candidate: Candidate,
+        want: FileWant,
+        *,
+        owned: bool,
+        reused: bool,
+        settled: Settled | None,
     ) -> Acquired:
-        """Wait until ready and match files; on any failure delete the torrent if ours."""
+        """Wait until ready and match files; on any failure delete the torrent if ours
+        (after ``settled`` heard why)."""
         infohash = candidate.infohash
         try:
             torrent = await self._wait_ready(torrent_id, infohash)
@@ -249,8 +266,11 @@ class TorBox:
         except BaseException as exc:
             if self._ours.get(infohash) == torrent_id:
                 del self._ours[infohash]
-            if owned and not isinstance(exc, TorrentGone):
-                await self._cleanup.run(self._delete_quietly(torrent_id, infohash))
+            try:
+                await hand_over(exc, settled)
+            finally:
+                if owned and not isinstance(exc, TorrentGone):
+                    await self._cleanup.run(self._delete_quietly(torrent_id, infohash))
             raise
 
     async def _create(self, candidate: Candidate) -> tuple[str, bool]:
