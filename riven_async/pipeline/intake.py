@@ -331,10 +331,14 @@ class InboxIntake:
     async def _recheck(self, conn: Executor, rechecks: Sequence[RecheckShow | RecheckMovie],
                        unresolved: list[RecheckShow]) -> None:
         by_ids = [r for r in rechecks if not r.ids.is_empty()]
+        # A season's import sends a webhook per episode: each title is looked up once.
+        titles = list(dict.fromkeys((_kind(r), r.ids) for r in by_ids))
         found: list[ItemId | None] = []
-        if by_ids:
-            found = await self._repos.schedule.bound_to(conn).check_now_by_external_ids(
-                [(_kind(r), r.ids) for r in by_ids], WEBHOOK_PRIORITY)
+        if titles:
+            items = await self._repos.schedule.bound_to(conn).check_now_by_external_ids(
+                titles, WEBHOOK_PRIORITY)
+            item_of = dict(zip(titles, items, strict=True))
+            found = [item_of[(_kind(r), r.ids)] for r in by_ids]
         movies: set[int] = set()
         shows: set[int] = set()
         # Only media servers send no ids; a title they name is looked up by its title. Ids

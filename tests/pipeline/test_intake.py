@@ -24,6 +24,7 @@ from riven_async.db.inbox import InboxRepo
 from riven_async.db.repos import Repos
 from riven_async.db.requests import request_media
 from riven_async.domain.intents import (
+    EpisodeNumber,
     ExternalIds,
     Intent,
     RecheckMovie,
@@ -426,3 +427,19 @@ async def test_without_plex_or_tmdb_a_title_only_recheck_is_ignored(
     intake = make_intake(db_pool, make_settings)
     assert await intake.process_batch() == 1
     assert (intake.stats.resolved, intake.stats.unknown) == (0, 1)
+
+
+async def test_a_season_of_download_webhooks_rechecks_its_show_once(
+    db_pool: asyncpg.Pool, make_settings: SettingsFactory
+) -> None:
+    [show_id] = await tracked(db_pool, show_request())
+    downloads = [[RecheckShow(SEVERANCE, "Severance", "Download", "sonarr",
+                              episodes=(EpisodeNumber(2, n),))] for n in range(1, 11)]
+    await store(db_pool, *downloads,
+                *([RecheckShow(ExternalIds(tvdb=7), "Unknown", "Download", "sonarr")]
+                  for _ in range(3)))
+    intake = make_intake(db_pool, make_settings)
+    assert await intake.process_batch() == 13
+    assert await due_now(db_pool, show_id)
+    assert (intake.stats.rechecked, intake.stats.unknown) == (1, 3)
+    assert await unprocessed(db_pool) == 0
