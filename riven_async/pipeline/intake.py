@@ -5,7 +5,8 @@ one transaction that also applies their intents set-based, so the effects and th
 "processed" mark commit together: a rollback or a crash leaves the deliveries waiting, and
 there is no claim to lease or take back. When a batch fails, each delivery is tried again
 in its own transaction, so a bad one fails alone. Every effect is idempotent (requests are
-unique per delivery and item, re-checks only move a due time, index jobs dedupe).
+unique per delivery and item, re-checks only move a due time, index jobs dedupe). Shows a
+media server names without ids are looked up after the commit (Plex, else TMDB by title).
 """
 
 from __future__ import annotations
