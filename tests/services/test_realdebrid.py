@@ -169,6 +169,24 @@ async def test_the_verdict_is_handed_over_while_the_checked_torrent_is_still_the
     assert sim.torrents == {}
 
 
+async def test_a_torrent_gone_from_the_account_is_added_again_without_a_verdict(
+    env: SimEnv, rd: RealDebrid
+) -> None:
+    release = pick_pack(env.sims, {"realdebrid": True})
+    await rd.acquire(candidate(release), pack_want(release))
+    sim = env.sims.realdebrid.sim
+    sim.torrents.clear()  # deleted on the website meanwhile
+    heard: list[DebridError] = []
+
+    async def settled(exc: DebridError) -> None:
+        heard.append(exc)
+
+    again = await rd.acquire(candidate(release), pack_want(release), settled=settled)
+    assert again.torrent.ready
+    assert heard == []
+    assert sim.adds_per_hash[release.infohash] == 2
+
+
 async def test_magnet_stuck_in_conversion_gives_up_within_the_bound_and_deletes(
     env: SimEnv,
 ) -> None:

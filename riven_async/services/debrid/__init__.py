@@ -326,8 +326,11 @@ Settled = Callable[[DebridError], Awaitable[None]]
 
 
 async def hand_over(exc: BaseException, settled: Settled | None) -> None:
-    """Pass a verdict to ``settled``; services call it before deleting what they added."""
-    if settled is not None and isinstance(exc, DebridError):
+    """Pass a verdict to ``settled``; services call it before deleting what they added.
+
+    ``TorrentGone`` is no verdict: the service may add the release afresh after it.
+    """
+    if settled is not None and isinstance(exc, DebridError) and not isinstance(exc, TorrentGone):
         await settled(exc)
 
 
