@@ -255,6 +255,10 @@ FROM changed c
 WHERE i.id = c.id
   AND (i.next_check_at IS NULL OR i.next_check_at > $7::timestamptz
        OR i.check_priority < $5::smallint)
+  -- An index queued to run now reads the change anyway: a second one would only repeat it.
+  AND NOT EXISTS (SELECT 1 FROM jobs j
+                  WHERE j.dedupe_key = 'index:' || i.id AND j.status = 'queued'
+                    AND j.run_at <= $6::timestamptz)
 RETURNING i.id;
 
 -- name: feed_interest

@@ -20,7 +20,7 @@ from riven_async.db.pool import PoolOptions, create_pool
 from riven_async.db.repos import Repos
 from riven_async.db.schedule import FeedMark, Reschedule
 from riven_async.domain.media import ShowStatus
-from riven_async.domain.queue import JobKind
+from riven_async.domain.queue import JobKind, NewJob
 from riven_async.domain.states import State
 from riven_async.pipeline import detection
 from riven_async.pipeline.detection import DetectionLoops
@@ -312,6 +312,13 @@ async def test_tmdb_naming_a_show_checked_since_its_last_read_leaves_it_to_tvmaz
         item_id]
     await schedule.reschedule_many([Reschedule(item_id, START + timedelta(days=30))])
     assert await schedule.check_changed(tmdb_shows={followed.tmdb_id}, priority=2) == [item_id]
+    # An index already queued to run now reads the change: no second one.
+    await schedule.reschedule_many([Reschedule(item_id, START + timedelta(days=30))])
+    await rig.repos.jobs.enqueue_many([NewJob(JobKind.INDEX, item_id)])
+    assert await schedule.check_changed(tmdb_shows={followed.tmdb_id}, priority=2) == []
+    assert await schedule.check_changed(
+        tvmaze_updated={followed.tvmaze_id: NOW_S + 60}, priority=2) == []
+    await rig.run_jobs()
     # Not on TVMaze: TMDB's word is all there is.
     await rig.runtime.pool.execute("UPDATE items SET tvmaze_id = NULL WHERE id = $1", item_id)
     await schedule.reschedule_many([Reschedule(item_id, START + timedelta(days=30))])
@@ -328,8 +335,12 @@ async def test_the_loops_survive_a_database_outage(rig: Rig, db_dsn: str) -> Non
         await eventually(lambda: loops.stats.check_passes >= 1
                          and loops.stats.release_passes >= 1 and loops.stats.feed_reads >= 1)
         pool.terminate()  # every connection gone, and no new one
-        rig.clock.advance(600)
-        await eventually(lambda: loops.stats.db_errors >= 3)
+
+        def failing() -> bool:
+            rig.clock.advance(120)  # the backoffs sleep on the daemon's clock
+            return loops.stats.db_errors >= 3
+
+        await eventually(failing)
         for _ in range(3):
             rig.clock.advance(120)
             await asyncio.sleep(0.05)
