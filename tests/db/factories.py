@@ -134,8 +134,10 @@ async def count(conn: Executor, sql: str, *args: object) -> int:
 
 
 async def truncate_all(conn: asyncpg.Connection | asyncpg.Pool) -> None:
-    """Empty every table (hypothesis examples share one database)."""
+    """Empty every table but the migrations' (hypothesis examples share one database);
+    read from the catalog, so a table added by a new migration is emptied too."""
+    tables = [r["tablename"] for r in await conn.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        " AND tablename <> 'schema_migrations'")]
     await conn.execute(
-        "TRUNCATE items, item_state_counts, item_arrivals, jobs, inbox, requests, releases,"
-        " release_blacklist, downloads, library_entries, processes RESTART IDENTITY"
-    )
+        "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY")
