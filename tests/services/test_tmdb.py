@@ -652,6 +652,37 @@ async def test_the_upstream_samples_index_without_tvmaze(
     assert film.released_at == datetime(2024, 4, 16, tzinfo=UTC)
 
 
+async def test_tmdbs_next_episode_aired_by_its_exact_time_is_the_last_one_not_missing_data(
+    make_upstream: UpstreamFactory, make_client: ClientFactory
+) -> None:
+    # TMDB still lists S26E09 (2025-01-16, 20:00 EST = 01:00 UTC) as next at 02:00 UTC.
+    details = load_sample("tmdb_tv_details.json")
+    season = load_sample("tmdb_tv_season_details_airing.json")
+    show_id, number = details["id"], season["season_number"]
+    aired = datetime(2025, 1, 17, 1, 0, tzinfo=UTC)
+    settled = {
+        entry["season_number"]: _fp(entry["episode_count"], entry["air_date"], "2000-01-01")
+        for entry in details["seasons"]
+        if entry["season_number"] != number
+    }
+    served = await make_upstream({f"/tv/{show_id}": _json(details),
+                                  f"/tv/{show_id}/season/{number}": _json(season)})
+    clock = ManualClock(aired + timedelta(hours=1))
+    indexer = TmdbIndexer(make_client(served, name="tmdb"), clock=clock)
+    indexed = await indexer.show(show_id, known_seasons=settled)
+    assert indexed.next_episode is not None
+    assert indexed.next_episode.air_at == aired
+    # E10 has no date yet: nothing is next; the aired one is the last (the weekly slot).
+    assert (indexed.next_air_at, indexed.last_air_at) == (None, aired)
+    assert indexed.status is media.ShowStatus.ONGOING
+    # Its season not served: its data is missing, so the passed time stays (re-checked).
+    missing = await make_upstream({f"/tv/{show_id}": _json(details)})
+    indexer = TmdbIndexer(make_client(missing, name="tmdb"), clock=clock)
+    indexed = await indexer.show(show_id, known_seasons=settled)
+    assert indexed.fetched_seasons == ()
+    assert indexed.next_air_at == aired
+
+
 async def test_a_season_the_details_list_but_tmdb_does_not_serve_is_skipped(
     make_upstream: UpstreamFactory, make_client: ClientFactory
 ) -> None:

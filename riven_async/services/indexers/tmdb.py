@@ -630,10 +630,19 @@ class TmdbIndexer:
         upcoming = episode(details.next_episode_to_air)
         last = episode(details.last_episode_to_air)
         next_air_at = upcoming.air_at if upcoming is not None else None
+        last_air_at = last.air_at if last is not None else None
+        if upcoming is not None and next_air_at is not None and next_air_at <= now and any(
+            (s.number, e.number) == (upcoming.season, upcoming.number)
+            for s in seasons for e in s.episodes
+        ):
+            # TMDB moves its next episode on by date, hours after the broadcast: aired by
+            # its exact time and stored with its season, it is the last episode, not data
+            # still missing (which would re-check it until TMDB's day turns).
+            last_air_at = max(next_air_at, last_air_at or next_air_at)
+            next_air_at = None
         if next_air_at is None:
             future = [e.air_at for s in seasons for e in s.episodes if e.air_at and e.air_at > now]
             next_air_at = min(future, default=None)
-        last_air_at = last.air_at if last is not None else None
         status = show_statuses.show_status(
             details.status,
             next_announced=upcoming is not None,
