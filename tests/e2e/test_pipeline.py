@@ -90,8 +90,6 @@ async def test_a_movie_and_a_three_season_show_go_from_webhook_to_completed(
         _assert_clean(env)
 
 
-@pytest.mark.xfail(reason="replays re-check Real-Debrid: duplicate adds (fix in progress)",
-                   strict=False)
 async def test_acknowledged_requests_survive_repeated_kill_9(
     tmp_path: Path, db_dsn: str
 ) -> None:
