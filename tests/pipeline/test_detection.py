@@ -26,6 +26,7 @@ from riven_async.pipeline import detection
 from riven_async.pipeline.detection import DetectionLoops
 from riven_async.pipeline.scheduler import CheckPriority
 from riven_async.sim.shows import DAY_S, HOUR_S, Show, ShowKind
+from riven_async.web.metrics import MetricsRegistry
 from tests.conftest import SettingsFactory
 from tests.pipeline.rig import Rig, eventually, pipeline_rig
 from tests.sim.simtest import START
@@ -379,5 +380,17 @@ async def test_the_starter_runs_three_watched_loops_unless_switched_off(
                 assert tasks.names == expected
                 await asyncio.sleep(0.1)
                 assert tasks.names == expected
+                metrics = rig.runtime.metrics
+                if enabled:
+                    # Nothing tracked: every loop passes once, and no feed is read.
+                    await eventually(lambda m=metrics: _first_passes(m))  # type: ignore[misc]
+                else:
+                    assert "detection_loops" not in await metrics.collect()
             await tasks.stop(1.0)
     assert failures == []
+
+
+async def _first_passes(metrics: MetricsRegistry) -> bool:
+    figures = (await metrics.collect())["detection_loops"]
+    return bool(figures["check_passes"] >= 1 and figures["release_passes"] >= 1
+                and figures["feed_reads"] >= 1 and figures["feed_skips"] == 3)
