@@ -119,3 +119,18 @@ class ManualClock:
                 self.set_elapsed(min(end, self._elapsed) if deadline is None else end)
                 return
             self.set_elapsed(deadline)
+
+
+async def wait_event(event: asyncio.Event, clock: Clock, seconds: float) -> bool:
+    """Wait until ``event`` is set or ``seconds`` of ``clock`` time pass; True when woken."""
+    if event.is_set():
+        return True
+    sleeper = asyncio.ensure_future(clock.sleep(max(0.0, seconds)))
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sleeper, waiter):
+            task.cancel()
+        await asyncio.gather(sleeper, waiter, return_exceptions=True)
+    return event.is_set()

@@ -72,3 +72,26 @@ def is_retryable_status(status: int) -> bool:
 
 def is_idempotent(method: str) -> bool:
     return method.upper() in IDEMPOTENT_METHODS
+
+
+class DoublingBackoff:
+    """Waits while something is away (the database): ``min_s``, doubling up to ``max_s``,
+    each drawn within +-20% so loops that failed together do not retry together; ``reset``
+    after a success."""
+
+    def __init__(self, min_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        if min_s <= 0 or max_s < min_s:
+            raise ValueError("backoff needs 0 < min_s <= max_s")
+        self._min_s = min_s
+        self._max_s = max_s
+        self._next_s = min_s
+        self._rng = rng or random.Random()
+
+    def reset(self) -> None:
+        self._next_s = self._min_s
+
+    def next_s(self) -> float:
+        """The next wait; the one after it is twice as long (up to ``max_s``)."""
+        wait_s = self._next_s * self._rng.uniform(0.8, 1.2)
+        self._next_s = min(self._max_s, self._next_s * 2)
+        return wait_s

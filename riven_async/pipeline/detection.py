@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -18,8 +17,9 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from riven_async.config import DetectionSection
-from riven_async.core.clock import Clock
+from riven_async.core.clock import wait_event
 from riven_async.core.http import HttpClient
+from riven_async.core.retry import DoublingBackoff
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.db.notify import CHANNEL_SCHEDULE
 from riven_async.db.pool import CONNECTION_ERRORS
@@ -55,21 +55,6 @@ ROUTINE_COST = {"tmdb": 1.35, "tvmaze": 0.35}
 _DB_ERRORS: tuple[type[BaseException], ...] = (
     *CONNECTION_ERRORS, DatabaseUnavailable, asyncpg.PostgresError,
 )
-
-
-async def wait_for(event: asyncio.Event, clock: Clock, seconds: float) -> bool:
-    """Wait until ``event`` is set or ``seconds`` of ``clock`` pass; True when woken."""
-    if event.is_set():
-        return True
-    sleeper = asyncio.ensure_future(clock.sleep(max(0.0, seconds)))
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (sleeper, waiter):
-            task.cancel()
-        await asyncio.gather(sleeper, waiter, return_exceptions=True)
-    return event.is_set()
 
 
 def _tmdb_feed_due(mark: FeedMark | None, now: datetime, section: DetectionSection) -> bool:
@@ -108,21 +93,6 @@ class DetectionStats:
             "feed_skips": self.feed_skips,
             "db_errors": self.db_errors,
         }
-
-
-class _DbBackoff:
-    """Doubling waits while the database is unreachable; reset by a good pass."""
-
-    def __init__(self) -> None:
-        self._next_s = DB_BACKOFF_MIN_S
-
-    def reset(self) -> None:
-        self._next_s = DB_BACKOFF_MIN_S
-
-    def next_s(self) -> float:
-        wait_s = self._next_s * random.uniform(0.8, 1.2)
-        self._next_s = min(DB_BACKOFF_MAX_S, self._next_s * 2)
-        return wait_s
 
 
 class DetectionLoops:
@@ -211,7 +181,7 @@ class DetectionLoops:
     async def feed_loop(self) -> None:
         """Every ``changes_interval_s``: read the feeds, make the changed titles due now."""
         clock = self._runtime.clock
-        backoff = _DbBackoff()
+        backoff = DoublingBackoff(DB_BACKOFF_MIN_S, DB_BACKOFF_MAX_S)
         while True:
             started = clock.monotonic()
             interval_s = self._runtime.settings.detection.changes_interval_s
@@ -350,7 +320,7 @@ class DetectionLoops:
     async def _forever(self, name: str, wake: asyncio.Event,
                        one_pass: Callable[[], Awaitable[float]]) -> None:
         clock = self._runtime.clock
-        backoff = _DbBackoff()
+        backoff = DoublingBackoff(DB_BACKOFF_MIN_S, DB_BACKOFF_MAX_S)
         while True:
             wake.clear()
             try:
@@ -361,7 +331,7 @@ class DetectionLoops:
                 sleep_s = backoff.next_s()
                 log.warning("%s loop: database unavailable (%r); again in %.1fs", name, exc,
                             sleep_s, extra={"action": f"{name}_loop"})
-            await wait_for(wake, clock, sleep_s)
+            await wait_event(wake, clock, sleep_s)
 
 
 def _feed_clients(runtime: Runtime) -> tuple[TmdbIndexer | None, TvmazeClient | None]:

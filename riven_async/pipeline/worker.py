@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from riven_async.config import WorkersSection
-from riven_async.core.clock import Clock
+from riven_async.core.clock import Clock, wait_event
+from riven_async.core.retry import DoublingBackoff
 from riven_async.db.jobs import JobsRepo, Recovered
 from riven_async.db.notify import CHANNEL_JOBS
 from riven_async.db.pool import CONNECTION_ERRORS
@@ -70,23 +70,6 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc).strip()
     name = type(exc).__name__
     return (f"{name}: {text}" if text else name)[:ERROR_MAX_CHARS]
-
-
-class OutageBackoff:
-    """Doubling, jittered real-time waits while the database is away; reset by success."""
-
-    def __init__(self, min_s: float = OUTAGE_MIN_S, max_s: float = OUTAGE_MAX_S) -> None:
-        self._min_s = min_s
-        self._max_s = max_s
-        self._next_s = min_s
-
-    def reset(self) -> None:
-        self._next_s = self._min_s
-
-    async def wait(self) -> None:
-        delay_s = self._next_s * random.uniform(0.8, 1.2)
-        self._next_s = min(self._max_s, self._next_s * 2)
-        await asyncio.sleep(delay_s)
 
 
 @dataclass(slots=True)
@@ -151,7 +134,7 @@ class StageRunner:
 
     async def run(self) -> None:
         """Claim and run until cancelled; on cancellation the running steps are cancelled."""
-        outage = OutageBackoff()
+        outage = DoublingBackoff(OUTAGE_MIN_S, OUTAGE_MAX_S)
         try:
             while True:
                 free = self.concurrency - len(self._running)
@@ -166,7 +149,7 @@ class StageRunner:
                     self.stats.db_errors += 1
                     log.debug("%s workers: cannot claim (%r)", self.kind, exc,
                               extra={"action": "worker", "job_kind": str(self.kind)})
-                    await outage.wait()
+                    await asyncio.sleep(outage.next_s())
                     continue
                 outage.reset()
                 self.stats.claimed += len(claimed)
@@ -212,7 +195,7 @@ class StageRunner:
             wait_s = min(poll_s, max(0.0, (due - self._clock.now()).total_seconds()))
         if wait_s <= 0:
             return
-        await _wait_event_on_clock(self._wake, self._clock, wait_s)
+        await wait_event(self._wake, self._clock, wait_s)
 
     async def _execute(self, job: Job) -> None:
         try:
@@ -239,14 +222,14 @@ class StageRunner:
 
     async def _write(self, job: Job, outcome: Callable[[], Awaitable[bool]]) -> None:
         """Write an outcome, waiting out database outages; the slot stays held meanwhile."""
-        backoff = OutageBackoff()
+        backoff = DoublingBackoff(OUTAGE_MIN_S, OUTAGE_MAX_S)
         other_failures = 0
         while True:
             try:
                 held = await outcome()
             except OUTAGE_ERRORS:
                 self.stats.db_errors += 1
-                await backoff.wait()
+                await asyncio.sleep(backoff.next_s())
                 continue
             except Exception as exc:
                 other_failures += 1
@@ -258,7 +241,7 @@ class StageRunner:
                     return
                 log.warning("%s job %s: writing its outcome failed (%r); retrying", self.kind,
                             job.id, exc, extra={"action": "worker", "job_kind": str(self.kind)})
-                await backoff.wait()
+                await asyncio.sleep(backoff.next_s())
                 continue
             if not held:
                 self.stats.lost_claims += 1
@@ -307,21 +290,6 @@ class StageRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _wait_event_on_clock(event: asyncio.Event, clock: Clock, seconds: float) -> bool:
-    """Wait until ``event`` is set or ``seconds`` of ``clock`` time pass; True when woken."""
-    if event.is_set():
-        return True
-    sleeper = asyncio.ensure_future(clock.sleep(seconds))
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (sleeper, waiter):
-            task.cancel()
-        await asyncio.gather(sleeper, waiter, return_exceptions=True)
-    return event.is_set()
-
-
 class StageWorkers:
     """Every stage's runner, the process lease and the stall watch, as one loop."""
 
@@ -357,17 +325,17 @@ class StageWorkers:
                     await asyncio.shield(self._lease.release())
 
     async def _acquire_lease(self) -> Recovered:
-        outage = OutageBackoff()
+        outage = DoublingBackoff(OUTAGE_MIN_S, OUTAGE_MAX_S)
         while True:
             try:
                 return await self._lease.acquire()
             except OUTAGE_ERRORS as exc:
                 log.warning("workers: database unavailable at start (%r); waiting", exc,
                             extra={"action": "worker"})
-                await outage.wait()
+                await asyncio.sleep(outage.next_s())
 
     async def _supervise(self, runners: list[asyncio.Task[None]]) -> None:
-        outage = OutageBackoff()
+        outage = DoublingBackoff(OUTAGE_MIN_S, OUTAGE_MAX_S)
         while True:
             for task in runners:
                 if task.done():

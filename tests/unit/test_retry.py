@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from riven_async.core.retry import (
     Backoff,
+    DoublingBackoff,
     is_idempotent,
     is_retryable_status,
     parse_retry_after,
@@ -105,3 +106,12 @@ def test_idempotent_methods() -> None:
     assert is_idempotent("DELETE")
     assert not is_idempotent("POST")
     assert not is_idempotent("PATCH")
+
+
+def test_doubling_backoff_doubles_to_its_cap_within_the_jitter_and_resets() -> None:
+    backoff = DoublingBackoff(1.0, 8.0, rng=random.Random(3))
+    waits = [backoff.next_s() for _ in range(6)]
+    for wait_s, nominal in zip(waits, [1, 2, 4, 8, 8, 8], strict=True):
+        assert 0.8 * nominal <= wait_s <= 1.2 * nominal
+    backoff.reset()
+    assert 0.8 <= backoff.next_s() <= 1.2
