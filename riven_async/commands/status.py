@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -23,7 +22,7 @@ from riven_async.commands.base import (
 from riven_async.commands.daemon_link import DaemonClient, daemon_is_up, read_pid_file
 from riven_async.commands.database import CommandDatabase, open_database
 from riven_async.config import Settings
-from riven_async.domain.states import ACTIVE_STATES, State
+from riven_async.db.status import database_status
 
 Document = dict[str, Any]
 
@@ -79,41 +78,14 @@ async def gather_status(settings: Settings) -> Document:
 async def status_from_database(db: CommandDatabase) -> Document:
     """What ``/api/status`` says, read from the database (no uptime, no upstream health)."""
     async with db.pool.acquire() as conn:
-        repos = db.repos.bound_to(conn)
-        stats = repos.stats
-        counts = await stats.state_counts()
-        oldest = await stats.oldest_items(ACTIVE_STATES)
-        jobs = await stats.job_counts()
-        due = await stats.checks_due()
-        next_check = await repos.schedule.next_check_at()
-        inbox = await stats.inbox_counts()
-        size = await stats.database_size()
-    now = datetime.now(UTC)
-    by_state: dict[State, int] = {}
-    for per_kind in counts.values():
-        for state, n in per_kind.items():
-            by_state[state] = by_state.get(state, 0) + n
+        database = await database_status(db.repos.bound_to(conn))
+    size = database.pop("size_bytes")
     document = {
         "version": __version__,
         "uptime_s": None,
         "config": None,
         "database": {"embedded": db.embedded, "size_bytes": size},
-        "items": {
-            "total": sum(by_state.values()),
-            "by_state": {s.value: by_state[s] for s in State if s in by_state},
-            "by_kind": {kind.value: {s.value: n for s, n in per_kind.items()}
-                        for kind, per_kind in counts.items()},
-        },
-        "oldest": {
-            state.value: {"id": o.item_id, "kind": o.kind, "title": o.title, "since": o.since,
-                          "age_s": round(max(0.0, (now - o.since).total_seconds()), 3)}
-            for state in State if (o := oldest.get(state)) is not None
-        },
-        "jobs": {kind.value: {"due": c.due, "scheduled": c.scheduled, "running": c.running,
-                              "failed": c.failed} for kind, c in jobs.items()},
-        "checks": {"due_now": due.now, "due_next_hour": due.hour, "due_next_day": due.day,
-                   "next_at": next_check},
-        "inbox": {"waiting": inbox.waiting, "processing": inbox.claimed, "oldest": inbox.oldest},
+        **database,
         "upstreams": None,
     }
     loaded: Document = orjson.loads(orjson.dumps(document))

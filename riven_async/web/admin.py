@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +13,7 @@ from aiohttp import web
 from riven_async import __version__, keys
 from riven_async.core.breaker import BreakerState
 from riven_async.core.http import HttpStats
-from riven_async.domain.states import ACTIVE_STATES, State
+from riven_async.db.status import database_status
 from riven_async.errors import ConfigError
 from riven_async.web.api import database_calls
 from riven_async.web.middleware import error_response, json_response
@@ -32,50 +31,18 @@ async def status(request: web.Request) -> web.Response:
     """Version, items by state, the oldest item of each active state, jobs, next checks,
     the inbox backlog and each upstream's health, in one document."""
     app = request.app
-    # One connection, one query after the other: a status call never takes a share of
-    # the pool that the webhooks need.
     async with database_calls(), app[keys.POOL].acquire() as conn:
-        repos = app[keys.REPOS].bound_to(conn)
-        stats = repos.stats
-        counts = await stats.state_counts()
-        oldest = await stats.oldest_items(ACTIVE_STATES)
-        jobs = await stats.job_counts()
-        due = await stats.checks_due()
-        next_check = await repos.schedule.next_check_at()
-        inbox = await stats.inbox_counts()
-        size = await stats.database_size()
-    now = datetime.now(UTC)
-    # orjson takes str keys only, not StrEnum members: keys are the enums' values.
-    by_state: dict[State, int] = {}
-    for per_kind in counts.values():
-        for state, n in per_kind.items():
-            by_state[state] = by_state.get(state, 0) + n
+        database = await database_status(app[keys.REPOS].bound_to(conn))
     live = app[keys.SETTINGS]
     upstreams = app.get(keys.UPSTREAMS)
+    size = database.pop("size_bytes")
     return json_response({
         "version": __version__,
         "uptime_s": round(time.time() - app[keys.STARTED_AT], 3),
         "config": {"generation": live.generation,
                    "path": None if live.path is None else str(live.path)},
         "database": {"embedded": keys.EMBEDDED_PG in app, "size_bytes": size},
-        "items": {
-            "total": sum(by_state.values()),
-            "by_state": {s.value: by_state[s] for s in State if s in by_state},
-            "by_kind": {kind.value: {s.value: n for s, n in per_kind.items()}
-                        for kind, per_kind in counts.items()},
-        },
-        "oldest": {
-            state.value: {"id": o.item_id, "kind": o.kind, "title": o.title, "since": o.since,
-                    "age_s": round(max(0.0, (now - o.since).total_seconds()), 3)}
-            for state in State if (o := oldest.get(state)) is not None
-        },
-        "jobs": {kind.value: {"due": c.due, "scheduled": c.scheduled, "running": c.running,
-                        "failed": c.failed}
-                 for kind, c in jobs.items()},
-        "checks": {"due_now": due.now, "due_next_hour": due.hour, "due_next_day": due.day,
-                   "next_at": next_check},
-        "inbox": {"waiting": inbox.waiting, "processing": inbox.claimed,
-                  "oldest": inbox.oldest},
+        **database,
         "upstreams": {} if upstreams is None else {
             name: upstream_health(s) for name, s in sorted(upstreams.stats().items())
         },
