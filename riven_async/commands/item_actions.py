@@ -4,9 +4,8 @@ on the database when the daemon is down. Both answer with the API's JSON documen
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -26,7 +25,6 @@ from riven_async.logs import SecretFilter
 from riven_async.web.api import job_after_retry, summary_json, tree_json
 
 CLI_SOURCE = "cli"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Document = dict[str, Any]
 
 
@@ -255,21 +253,12 @@ def parse_cursor(text: str | None) -> PageCursor | None:
     """The API's page cursor: ``"<id>"``, or ``"<microseconds>.<id>"`` on state pages."""
     if not text:
         return None
-    head, dot, tail = text.partition(".")
-    parts: Sequence[str] = (head, tail) if dot else (head,)
-    if not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in parts):
-        raise CommandError("--after must be the 'next' cursor of a previous page")
-    if not dot:
-        return PageCursor(int(head))
-    return PageCursor(int(tail), _EPOCH + timedelta(microseconds=int(head)))
+    try:
+        return PageCursor.parse(text)
+    except ValueError:
+        raise CommandError("--after must be the 'next' cursor of a previous page") from None
 
 
 def cursor_text(page: ItemPage) -> str | None:
     """The next page's cursor, in the API's format."""
-    cursor = page.next
-    if cursor is None:
-        return None
-    if cursor.changed_at is None:
-        return str(cursor.id)
-    micros = (cursor.changed_at - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{cursor.id}"
+    return None if page.next is None else page.next.to_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from riven_async.db import rows
 from riven_async.db.executor import Executor
@@ -30,12 +30,42 @@ _ALL_KINDS = list(MediaKind)
 _ALL_STATES = list(State)
 
 
+_CURSOR_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_CURSOR_US = 10**17  # year 5138: larger is not a cursor we made
+_MAX_ID = 2**63 - 1
+
+
 @dataclass(frozen=True, slots=True)
 class PageCursor:
-    """Where a page ended: the last row's id, and its ``state_changed_at`` on state pages."""
+    """Where a page ended: the last row's id, and its ``state_changed_at`` on state pages.
+
+    As text (the API's ``next``/``after``, the CLI's ``--after``): ``"<id>"``, or
+    ``"<microseconds since 1970>.<id>"`` on state pages.
+    """
 
     id: int
     changed_at: datetime | None = None
+
+    def to_text(self) -> str:
+        """The cursor as the API and the CLI show it."""
+        if self.changed_at is None:
+            return str(self.id)
+        micros = (self.changed_at - _CURSOR_EPOCH) // timedelta(microseconds=1)
+        return f"{micros}.{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> PageCursor:
+        """Read ``to_text``'s output; ValueError for anything else (ids clamp to bigint)."""
+        head, dot, tail = text.partition(".")
+        parts = (head, tail) if dot else (head,)
+        if not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in parts):
+            raise ValueError("not a page cursor")
+        if not dot:
+            return cls(min(int(head), _MAX_ID))
+        micros = int(head)
+        if micros > _MAX_CURSOR_US:
+            raise ValueError("not a page cursor")
+        return cls(min(int(tail), _MAX_ID), _CURSOR_EPOCH + timedelta(microseconds=micros))
 
 
 @dataclass(frozen=True, slots=True)

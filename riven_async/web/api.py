@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import asyncpg
@@ -44,10 +44,6 @@ MAX_SEARCH_CHARS = 200
 MAX_REQUESTS_PER_CALL = 500
 MAX_ITEM_ID = 2**63 - 1
 API_SOURCE = "api"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Cursors of state pages carry the time in microseconds; anything outside these bounds
-# cannot be a timestamp PostgreSQL stored.
-_MAX_CURSOR_US = 10**17
 _KINDS = ", ".join(MediaKind)
 _E = TypeVar("_E", MediaKind, State)
 _STATES = ", ".join(State)
@@ -474,24 +470,11 @@ def _cursor(value: str | None) -> PageCursor | None:
     """``"<id>"``, or ``"<microseconds since 1970>.<id>"`` for pages filtered by state."""
     if value is None or value == "":
         return None
-    head, dot, tail = value.partition(".")
-    parts = (head, tail) if dot else (head,)
-    if not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in parts):
-        raise PayloadError("after must be the next cursor of a previous page", "after")
-    if not dot:
-        return PageCursor(min(int(head), MAX_ITEM_ID))
-    micros = int(head)
-    if micros > _MAX_CURSOR_US:
-        raise PayloadError("after must be the next cursor of a previous page", "after")
-    changed_at = _EPOCH + timedelta(microseconds=micros)
-    return PageCursor(min(int(tail), MAX_ITEM_ID), changed_at)
+    try:
+        return PageCursor.parse(value)
+    except ValueError:
+        raise PayloadError("after must be the next cursor of a previous page", "after") from None
 
 
 def _next_cursor(page: ItemPage) -> str | None:
-    cursor = page.next
-    if cursor is None:
-        return None
-    if cursor.changed_at is None:
-        return str(cursor.id)
-    micros = (cursor.changed_at - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{cursor.id}"
+    return None if page.next is None else page.next.to_text()
