@@ -323,6 +323,19 @@ async def test_every_scraper_rate_limited_defers_the_item(
         assert (await rig.item(item_id)).state is State.INDEXED
 
 
+async def test_every_scraper_failing_makes_the_item_wait_not_fail(rig: ScrapeRig) -> None:
+    for name in SCRAPERS:
+        rig.sims[name].faults.set(error_rate=1.0, error_status=502)
+    movie = next(iter(rig.sims.catalog.movies()))
+    item_id = await rig.add_movie(movie)
+    with pytest.raises(Deferred) as deferred:
+        await rig.step.run(rig.job(item_id))
+    wait = (deferred.value.until - rig.clock.now()).total_seconds()
+    assert wait == rig.runtime.settings.scraping.partial_retry_s
+    assert "no scraper answered" in deferred.value.reason
+    assert (await rig.item(item_id)).state is State.INDEXED
+
+
 async def test_no_scraper_able_to_search_is_an_error(db_pool: asyncpg.Pool, db_dsn: str) -> None:
     off = {name: {"enabled": False} for name in SCRAPERS}
     async with scrape_rig(db_pool, db_dsn, upstreams=off) as rig:

@@ -242,7 +242,9 @@ class ScrapeStep:
         return StepResult(again_at=again_at)
 
     def _check_answered(self, result: FanoutResult, now: datetime) -> None:
-        """``Deferred`` if every scraper asked was paused; ``ScrapeError`` if none answered."""
+        """``Deferred`` if every scraper asked was paused or failed (an outage: the item waits,
+        it does not use up its attempts before the breakers open); ``ScrapeError`` if no
+        scraper can search for it at all (a configuration problem)."""
         outcomes = result.outcomes
         if any(_answered(o) for o in outcomes):
             return
@@ -261,7 +263,10 @@ class ScrapeStep:
             )
         self.counts["failed"] += 1
         reasons = "; ".join(f"{o.scraper}: {o.status} {o.reason or ''}".strip() for o in asked)
-        raise ScrapeError(f"no scraper answered for {query}: {reasons}")
+        raise Deferred(
+            now + timedelta(seconds=self._runtime.settings.scraping.partial_retry_s),
+            f"no scraper answered for {query}: {reasons}",
+        )
 
     def _remember(self, item_id: int, partial: _PartialRetry) -> None:
         if len(self._partials) >= MAX_PARTIAL_RETRIES:
