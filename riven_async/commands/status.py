@@ -176,17 +176,18 @@ def _print_upstreams(inv: Invocation, upstreams: Mapping[str, Any] | None) -> No
     table.add_column("UPSTREAM")
     table.add_column("HEALTH")
     table.add_column("BREAKER")
-    for name in ("429s", "REQUESTS", "5xx/ERR", "P95 MS"):
+    for name in ("429s (1H)", "REQUESTS", "5xx/ERR", "P95 MS"):
         table.add_column(name, justify="right")
     table.add_column("PAUSED")
     for name, up in upstreams.items():
         paused = float(up.get("paused_for_s") or 0)
         table.add_row(
             name, "ok" if up.get("healthy") else "DEGRADED", str(up.get("breaker")),
-            str(up.get("rate_limited", 0)), f"{up.get('requests', 0):,}",
+            str(up.get("rate_limited_last_hour", up.get("rate_limited", 0))),
+            f"{up.get('requests', 0):,}",
             str(up.get("server_errors", 0)),
             "-" if up.get("p95_ms") is None else str(up.get("p95_ms")),
             render.duration(paused) if paused else "-",
         )
-    inv.out.text("upstreams (429s since the daemon started):")
+    inv.out.text("upstreams (429s in the last hour; totals since start in --json):")
     inv.out.console.print(table)

@@ -31,6 +31,7 @@ from riven_async.core.cache import CacheState, CacheStats, TtlCache
 from riven_async.core.clock import Clock, SystemClock
 from riven_async.core.coalesce import Coalescer
 from riven_async.core.ratelimit import Hold, LimiterStats, SlidingWindowLimiter, Slot, Window
+from riven_async.core.recent import RecentCount
 from riven_async.errors import (
     RateLimited,
     UpstreamError,
@@ -195,6 +196,7 @@ class HttpStats:
     service: str
     requests: Mapping[str, int]
     rate_limited: int
+    rate_limited_last_hour: int
     retries: int
     coalesced: int
     queued: int
@@ -278,6 +280,7 @@ class HttpClient:
         self._by_class: dict[str, int] = dict.fromkeys(("1xx", "2xx", "3xx", "4xx", "5xx"), 0)
         self._by_class["error"] = 0
         self._rate_limited = 0
+        self._rate_limited_recent = RecentCount(3600.0)
         self._retries = 0
         self._queued = 0
         self._in_flight = 0
@@ -432,6 +435,7 @@ class HttpClient:
             service=self.name,
             requests=dict(self._by_class),
             rate_limited=self._rate_limited,
+            rate_limited_last_hour=self._rate_limited_recent.total(),
             retries=self._retries,
             coalesced=self._coalescer.joined,
             queued=self._queued,
@@ -574,6 +578,7 @@ class HttpClient:
         if status == 429:
             self._breaker.success(ticket)  # it answered: a limit, not an outage
             self._rate_limited += 1
+            self._rate_limited_recent.add()
             retry_after = self._retry_after(response)
             pause = retry_after if retry_after is not None else self._backoff.ceiling(attempt)
             self._limiter.pause(min(pause, self.policy.retry_after_cap_s))

@@ -62,6 +62,7 @@ def upstream_health(stats: HttpStats) -> dict[str, Any]:
         "requests": sum(requests.values()),
         "server_errors": requests.get("5xx", 0) + requests.get("error", 0),
         "rate_limited": stats.rate_limited,
+        "rate_limited_last_hour": stats.rate_limited_last_hour,
         "retries": stats.retries,
         "waiters": stats.limiter.waiters,
         "p95_ms": None if stats.latency.p95_s is None else round(stats.latency.p95_s * 1e3, 1),

@@ -275,6 +275,7 @@ async def test_429_retry_after_seconds_pauses_the_whole_service(
     await client.get("/other")
     assert arrivals["other"] - arrivals["limited0"] >= 2.0
     assert client.stats().rate_limited == 1
+    assert client.stats().rate_limited_last_hour == 1
 
 
 async def test_429_is_retried_after_the_pause(
