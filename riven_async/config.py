@@ -526,6 +526,15 @@ class WorkersSection(Section):
     stall_after_s: PositiveSeconds = 600.0
 
 
+class MaintenanceSection(Section):
+    """Housekeeping: how long finished records are kept, and how often it runs."""
+
+    interval_s: PositiveSeconds = 600.0
+    inbox_keep_s: PositiveSeconds = 7 * 86400.0
+    failed_jobs_keep_s: PositiveSeconds = 30 * 86400.0
+    processes_keep_s: PositiveSeconds = 86400.0
+
+
 class CredentialsSource(PydanticBaseSettingsSource):
     """systemd ``LoadCredential=`` files: ``$CREDENTIALS_DIRECTORY/RIVEN_SERVER__API_KEY``.
 
@@ -577,6 +586,7 @@ class Settings(BaseSettings):
     indexer: IndexerSection = Field(default_factory=IndexerSection)
     detection: DetectionSection = Field(default_factory=DetectionSection)
     workers: WorkersSection = Field(default_factory=WorkersSection)
+    maintenance: MaintenanceSection = Field(default_factory=MaintenanceSection)
 
     toml_path: ClassVar[Path | None] = None
 

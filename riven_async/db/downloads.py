@@ -57,6 +57,7 @@ class DownloadsRepo(Repository):
         self._live_on_services = self._sql("live_on_services")
         self._record_checks = self._sql("record_checks")
         self._recent_checks = self._sql("recent_checks")
+        self._prune_checks = self._sql("prune_checks")
 
     async def reserve(self, item_id: int, service: str, infohash: str) -> Reservation:
         """The live download of this torrent on this service, reserved for ``item_id`` if
@@ -144,6 +145,10 @@ class DownloadsRepo(Repository):
             [c.reason[:1000] for c in checks],
             [c.checked_at for c in checks],
         )
+
+    async def prune_checks(self, before: datetime, limit: int = 10_000) -> int:
+        """Forget debrid answers given before ``before``; returns how many."""
+        return int(await self._executor.fetchval(self._prune_checks, before, limit))
 
     async def recent_checks(
         self, services: Iterable[str], infohashes: Iterable[str], item_id: int, since: datetime

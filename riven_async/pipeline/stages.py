@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.domain.queue import JobKind
-from riven_async.pipeline import detection, intake, link_verify
+from riven_async.pipeline import detection, intake, link_verify, maintenance
 from riven_async.pipeline.runtime import Runtime
 from riven_async.pipeline.steps import download, index, link, scan, scrape
 from riven_async.pipeline.steps.base import StepFactory
@@ -39,5 +39,6 @@ def loop_starters() -> list[tuple[str, LoopStarter]]:
         ("inbox-intake", intake.start_intake),
         ("library-verify", link_verify.start),
         ("detection", detection.start),
+        ("maintenance", maintenance.start),
     ]
     return starters

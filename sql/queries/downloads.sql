@@ -116,6 +116,17 @@ ON CONFLICT (infohash, service, item_id)
 DO UPDATE SET outcome = EXCLUDED.outcome, reason = EXCLUDED.reason,
               checked_at = EXCLUDED.checked_at;
 
+-- name: prune_checks
+-- Forget up to $2 debrid answers given before $1 (older than any retry interval reads).
+-- $1 before timestamptz, $2 limit integer
+WITH gone AS (
+    DELETE FROM debrid_checks
+    WHERE ctid IN (SELECT ctid FROM debrid_checks WHERE checked_at < $1::timestamptz
+                   LIMIT $2::integer)
+    RETURNING 1
+)
+SELECT count(*) FROM gone;
+
 -- name: recent_checks
 -- Answers given after $4 about these hashes on these services, for every item or for item $3.
 -- $1 services text[], $2 infohashes text[], $3 item_id bigint, $4 since timestamptz
