@@ -102,6 +102,11 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
             "server": {"port": 0, "api_key": TEST_API_KEY, "shutdown_timeout_s": 2.0},
             "database": {"data_dir": str(tmp_path / "pg")},
             "library": {"mount_dir": str(tmp_path / "mount"), "root": str(tmp_path / "library")},
+            # No network but loopback: the upstreams enabled by default would reach the real
+            # services; here they point at a closed loopback port (a test that needs one
+            # points it at a sim).
+            "upstreams": {name: {"base_url": "http://127.0.0.1:9"}
+                          for name in ("tmdb", "tvmaze", "torrentio")},
         }
         for name, values in sections.items():
             data[name] = {**data.get(name, {}), **values}

@@ -25,6 +25,7 @@ from riven_async.db.stats import StatsRepo
 from riven_async.domain.media import MediaKind
 from riven_async.domain.queue import JobKind, NewJob
 from riven_async.domain.states import ACTIVE_STATES, State
+from riven_async.pipeline import stages
 from riven_async.sim.fragment import config_values
 from riven_async.sim.server import SimSettings, run_sims
 from riven_async.sim.shows import TV_BASE_TMDB
@@ -136,7 +137,13 @@ async def _seed(pool: asyncpg.Pool) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def client(db_settings: Settings, aiohttp_client: AiohttpClient) -> TestClient[Any, Any]:
+async def client(
+    db_settings: Settings, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> TestClient[Any, Any]:
+    # The endpoint is under test, not the pipeline: with the stages running, the workers
+    # would index the seeded items against an unreachable TMDB and open its breaker.
+    monkeypatch.setattr(stages, "step_factories", dict)
+    monkeypatch.setattr(stages, "loop_starters", list)
     return await aiohttp_client(build_app(db_settings))
 
 
