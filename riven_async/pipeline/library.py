@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import anyio.to_thread
 
@@ -22,6 +23,8 @@ from riven_async.core.clock import Clock
 log = logging.getLogger(__name__)
 
 MAX_COMPONENT_BYTES = 255
+# The id a show folder carries: TVDB's, or TMDB's for a show TVDB does not list.
+ShowIdKind = Literal["tvdb", "tmdb"]
 UNTITLED = "Untitled"
 MOUNT_MAX_FILES = 10_000
 MOUNT_MIN_RESCAN_S = 0.25
@@ -155,12 +158,17 @@ class LibraryLayout:
         folder = self.movie_dir(title, year, tmdb_id)
         return self._inside(*folder.relative_to(self.root).parts, fit_component(title, suffix))
 
-    def show_dir(self, title: str, year: int | None, tvdb_id: int) -> Path:
-        folder = fit_component(title, _year(year) + _id("tvdb", tvdb_id))
+    def show_dir(
+        self, title: str, year: int | None, tvdb_id: int, id_kind: ShowIdKind = "tvdb"
+    ) -> Path:
+        """``Title (Year) {tvdb-ID}``; ``id_kind="tmdb"`` for a show TVDB does not list (Plex
+        matches both)."""
+        folder = fit_component(title, _year(year) + _id(id_kind, tvdb_id))
         return self._inside(self.shows_dir, folder)
 
-    def season_dir(self, title: str, year: int | None, tvdb_id: int, season: int) -> Path:
-        show = self.show_dir(title, year, tvdb_id)
+    def season_dir(self, title: str, year: int | None, tvdb_id: int, season: int,
+                   id_kind: ShowIdKind = "tvdb") -> Path:
+        show = self.show_dir(title, year, tvdb_id, id_kind)
         season_name = "Season " + _number(season, "season")
         return self._inside(*show.relative_to(self.root).parts, season_name)
 
@@ -172,6 +180,7 @@ class LibraryLayout:
         season: int,
         episodes: Sequence[int],
         ext: str,
+        id_kind: ShowIdKind = "tvdb",
     ) -> Path:
         """``.../Season 01/Title (Year) - s01e02.ext``; several episodes give ``s01e02-e03``."""
         if not episodes:
@@ -181,7 +190,7 @@ class LibraryLayout:
         if len(numbers) > 1:
             code += "-" + _number(numbers[-1], "episode", "e")
         suffix = _year(year) + " - " + code + _extension(ext)
-        folder = self.season_dir(show_title, year, tvdb_id, season)
+        folder = self.season_dir(show_title, year, tvdb_id, season, id_kind)
         name = fit_component(show_title, suffix)
         return self._inside(*folder.relative_to(self.root).parts, name)
 

@@ -206,11 +206,17 @@ class LinkStep:
             show = await self._runtime.repos.catalog.get(item.show_id or 0)
             if show is None or item.season_number is None or item.episode_number is None:
                 raise LinkError(f"episode {item.id} has no show, season or episode number")
-            if show.ids.tvdb is None:
-                raise LinkError(f"show {show.id} has no TVDB id to name its folder")
+            # Plex names show folders by TVDB id; a show TVDB does not list goes by TMDB's.
+            id_kind: library.ShowIdKind
+            if show.ids.tvdb is not None:
+                show_key, id_kind = show.ids.tvdb, "tvdb"
+            elif show.ids.tmdb is not None:
+                show_key, id_kind = show.ids.tmdb, "tmdb"
+            else:
+                raise LinkError(f"show {show.id} has neither a TVDB nor a TMDB id")
             episodes = await self._episodes_in(download, file, item)
-            return layout.episode_path(show.title, show.year, show.ids.tvdb, item.season_number,
-                                       episodes, ext)
+            return layout.episode_path(show.title, show.year, show_key, item.season_number,
+                                       episodes, ext, id_kind)
         except ValueError as exc:  # an extension or number the layout refuses
             raise LinkError(f"item {item.id}: {exc}") from None
 
