@@ -216,3 +216,9 @@ def test_any_title_gives_a_path_inside_the_root_with_short_components(
             assert "\0" not in part
             assert not part.startswith(".")
             assert not part.endswith((" ", "."))
+
+
+def test_a_show_tvdb_does_not_list_is_named_by_its_tmdb_id() -> None:
+    path = LAYOUT.episode_path("Local Show", 2021, 98765, 1, [4], "mkv", "tmdb")
+    assert path.parent.parent.name == "Local Show (2021) {tmdb-98765}"
+    assert path.name == "Local Show (2021) - s01e04.mkv"
