@@ -394,11 +394,11 @@ async def test_show_masks_a_debrid_key_inside_a_stremio_addon_url(
 ) -> None:
     segment = "realdebrid=RDKEY0123456789ABCDEF"
     config = write_config(tmp_path / "config.toml", extra=(
-        f'\n[upstreams.torrentio]\nbase_url = "https://torrentio.strem.fun/{segment}"\n'))
+        f'\n[upstreams.torrentio]\nbase_url = "http://127.0.0.1:7000/{segment}"\n'))
     shown = await run_cli(config, "config", "show")
     got = await run_cli(config, "config", "get", "upstreams.torrentio.base_url")
     assert "RDKEY0123456789ABCDEF" not in shown.out + got.out
-    assert got.out.strip() == "https://torrentio.strem.fun/********"
+    assert got.out.strip() == "http://127.0.0.1:7000/********"
     revealed = await run_cli(config, "config", "get", "upstreams.torrentio.base_url",
                              "--reveal")
     assert segment in revealed.out

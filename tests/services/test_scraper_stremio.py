@@ -141,7 +141,7 @@ def test_infohash_from_debrid_urls() -> None:
     assert infohash_from_url(debrid[1]["url"]) == "8c3a9f0e1d2b4c5d6e7f8091a2b3c4d5e6f70812"
     comet = "http://c/eyJ9/playback/8C3A9F0E1D2B4C5D6E7F8091A2B3C4D5E6F70812/realdebrid/0/1/2"
     assert infohash_from_url(comet) == "8c3a9f0e1d2b4c5d6e7f8091a2b3c4d5e6f70812"
-    assert infohash_from_url("https://comet.feels.legal") is None
+    assert infohash_from_url("http://127.0.0.1:7001") is None
     assert infohash_from_url("http://x/resolve/realdebrid/KEY/nothash/null/0/f") is None
 
 

@@ -105,7 +105,7 @@ async def test_real_debrid_errors_match_rd_errors_json(
     )
     assert (blocked.status, blocked.body) == errors[35]
     gone = await post(
-        http, f"{base}/unrestrict/link", data={"link": "https://real-debrid.com/d/X"}, headers=auth
+        http, f"{base}/unrestrict/link", data={"link": "http://127.0.0.1:9/d/X"}, headers=auth
     )
     assert (gone.status, gone.body) == errors[19]
     deleted = await call(http, "DELETE", f"{base}/torrents/delete/{added.body['id']}", headers=auth)

@@ -11,9 +11,9 @@ COMET_CONFIG = "eyJkZWJyaWRBcGlLZXkiOiJzZWNyZXQifQ"
 
 
 def test_the_config_segment_is_the_path_after_the_origin() -> None:
-    assert addon_config_segment(f"https://torrentio.strem.fun/{TORRENTIO_CONFIG}/") == (
+    assert addon_config_segment(f"http://127.0.0.1:7000/{TORRENTIO_CONFIG}/") == (
         TORRENTIO_CONFIG)
-    assert addon_config_segment("https://torrentio.strem.fun") is None
+    assert addon_config_segment("http://127.0.0.1:7000") is None
     assert addon_config_segment("http://host/comet") is None  # a mount point, no config
 
 
@@ -30,7 +30,7 @@ def test_an_addons_own_config_is_masked_in_its_messages() -> None:
 
 async def test_every_client_masks_every_enabled_addons_config() -> None:
     settings = load_settings_from_dict({"upstreams": {
-        "torrentio": {"base_url": f"https://torrentio.strem.fun/{TORRENTIO_CONFIG}"},
+        "torrentio": {"base_url": f"http://127.0.0.1:7000/{TORRENTIO_CONFIG}"},
         "comet": {"enabled": True, "base_url": f"http://127.0.0.1:8000/{COMET_CONFIG}"},
         "zilean": {"enabled": True},
     }})

@@ -621,7 +621,7 @@ async def test_no_response_carries_a_secret(
     settings = make_settings(database={"url": db_dsn}, upstreams={
         "tmdb": {"api_key": secrets["tmdb"]},
         "realdebrid": {"enabled": True, "api_key": secrets["realdebrid"]},
-        "torrentio": {"base_url": f"https://torrentio.strem.fun/{secrets['segment']}"},
+        "torrentio": {"base_url": f"http://127.0.0.1:7000/{secrets['segment']}"},
     })
     client = await aiohttp_client(build_app(settings))
     ids = await seed_library(client)
