@@ -84,14 +84,13 @@ class StageStats:
     failed_for_good: int = 0
     lost_claims: int = 0
     db_errors: int = 0
-    running: int = 0
     due_waiting: bool = False
     progress_at: float = field(default_factory=time.monotonic)
     stalled: bool = False
 
-    def section(self, concurrency: int) -> Section:
+    def section(self, concurrency: int, running: int) -> Section:
         return {
-            "concurrency": concurrency, "running": self.running, "claimed": self.claimed,
+            "concurrency": concurrency, "running": running, "claimed": self.claimed,
             "completed": self.completed, "snoozed": self.snoozed, "deferred": self.deferred,
             "failed_attempts": self.failed_attempts, "failed_for_good": self.failed_for_good,
             "lost_claims": self.lost_claims, "db_errors": self.db_errors,
@@ -121,6 +120,11 @@ class StageRunner:
         self._running: dict[asyncio.Task[None], int] = {}
         self._slot_freed = asyncio.Event()
         self.stats = StageStats()
+
+    @property
+    def running(self) -> int:
+        """How many of this stage's jobs run now."""
+        return len(self._running)
 
     @property
     def running_ids(self) -> list[int]:
@@ -167,11 +171,9 @@ class StageRunner:
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._execute(job), name=f"job-{self.kind}-{job.id}")
         self._running[task] = job.id
-        self.stats.running = len(self._running)
 
         def done(finished: asyncio.Task[None]) -> None:
             self._running.pop(finished, None)
-            self.stats.running = len(self._running)
             self._slot_freed.set()
             if not finished.cancelled() and finished.exception() is not None:
                 log.error("%s job %s: outcome handling crashed", self.kind, job.id,
@@ -335,7 +337,6 @@ class StageWorkers:
                 await asyncio.sleep(outage.next_s())
 
     async def _supervise(self, runners: list[asyncio.Task[None]]) -> None:
-        outage = DoublingBackoff(OUTAGE_MIN_S, OUTAGE_MAX_S)
         while True:
             for task in runners:
                 if task.done():
@@ -345,10 +346,10 @@ class StageWorkers:
             try:
                 await self._lease.renew_if_due()
                 await self._release_orphans()
-                outage.reset()
             except OUTAGE_ERRORS as exc:
+                # Tried again next pass; a lease that runs out meanwhile is renewed then.
                 log.debug("workers: lease renewal failed (%r)", exc, extra={"action": "worker"})
-            await self._watch_stalls()
+            self._watch_stalls()
             await asyncio.sleep(SUPERVISE_S)
 
     async def _release_orphans(self) -> None:
@@ -366,25 +367,25 @@ class StageWorkers:
             log.warning("gave back %d job claims no worker held (lost with a broken "
                         "connection)", released, extra={"action": "worker"})
 
-    async def _watch_stalls(self) -> None:
+    def _watch_stalls(self) -> None:
         """WARNING once when a stage with due work has made no progress for a while."""
         limit_s = self._runtime.settings.workers.stall_after_s
         now = time.monotonic()
         for kind, runner in self.runners.items():
             stats = runner.stats
-            busy = stats.due_waiting or stats.running >= runner.concurrency
+            busy = stats.due_waiting or runner.running >= runner.concurrency
             if not busy or stats.stalled or now - stats.progress_at < limit_s:
                 continue
             stats.stalled = True
             log.warning("%s stage made no progress for %.0fs with work due (%d running)",
-                        kind, now - stats.progress_at, stats.running,
+                        kind, now - stats.progress_at, runner.running,
                         extra={"action": "stall_watch", "job_kind": str(kind)})
 
     async def section(self) -> Section:
         """The ``workers`` metrics section."""
         section = self._runtime.settings.workers
         by_stage: dict[str, Any] = {
-            kind.value: runner.stats.section(concurrency_of(section, kind))
+            kind.value: runner.stats.section(concurrency_of(section, kind), runner.running)
             for kind, runner in self.runners.items()
         }
         return {"recovered_jobs": self._lease.recovered_jobs,

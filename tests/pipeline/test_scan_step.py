@@ -65,12 +65,17 @@ async def test_a_season_is_scanned_once_per_server_and_completed(rig: MediaRig) 
     assert await rig.queued(JobKind.SCAN) == []
 
 
-async def test_a_season_scan_waits_for_its_last_links_but_not_forever(rig: MediaRig) -> None:
+async def _season_with_a_straggler(rig: MediaRig) -> tuple[dict[int, ItemId], Path, ItemId]:
+    """A linked season one of whose episodes is still being linked when the window ends."""
     episodes, season_dir = await _linked_season(rig)
     straggler = max(episodes.values())
-    # One episode of the pack is still being linked when the window ends.
     await rig.runtime.pool.execute("UPDATE items SET state = 'downloaded' WHERE id = $1",
                                    straggler)
+    return episodes, season_dir, straggler
+
+
+async def test_a_season_scan_waits_for_its_last_links_but_not_forever(rig: MediaRig) -> None:
+    episodes, season_dir, straggler = await _season_with_a_straggler(rig)
     section = rig.runtime.settings.mediaservers
     await rig.advance(section.coalesce_window_s)
     [waited] = await rig.run_due(JobKind.SCAN)
@@ -89,10 +94,7 @@ async def test_a_season_scan_waits_for_its_last_links_but_not_forever(rig: Media
 async def test_a_season_scan_goes_out_after_coalesce_max_whatever_is_pending(
     rig: MediaRig,
 ) -> None:
-    episodes, season_dir = await _linked_season(rig)
-    straggler = max(episodes.values())
-    await rig.runtime.pool.execute("UPDATE items SET state = 'downloaded' WHERE id = $1",
-                                   straggler)
+    _, season_dir, straggler = await _season_with_a_straggler(rig)
     section = rig.runtime.settings.mediaservers
     await rig.advance(section.coalesce_window_s)
     [first] = await rig.run_due(JobKind.SCAN)

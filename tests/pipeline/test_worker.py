@@ -59,6 +59,11 @@ async def _done(job: Job) -> StepResult:
     return DONE
 
 
+async def _never_returns(job: Job) -> StepResult:
+    await asyncio.Event().wait()
+    return DONE
+
+
 @asynccontextmanager
 async def running_workers(
     settings: Settings, pool: asyncpg.Pool, dsn: str, steps: dict[JobKind, FakeStep],
@@ -279,11 +284,7 @@ async def test_claims_of_a_killed_process_are_taken_back_and_run_again(
 async def test_a_stop_gives_running_claims_back_without_counting_the_attempt(
     make_settings: SettingsFactory, db_pool: asyncpg.Pool, db_dsn: str
 ) -> None:
-    async def forever(job: Job) -> StepResult:
-        await asyncio.Event().wait()
-        return DONE
-
-    step = FakeStep(JobKind.SCAN, forever)
+    step = FakeStep(JobKind.SCAN, _never_returns)
     await _enqueue(db_pool, NewJob(JobKind.SCAN, dedupe_key="s"))
     async with running_workers(_settings(make_settings, db_dsn), db_pool, db_dsn,
                                {JobKind.SCAN: step}):
@@ -326,17 +327,13 @@ async def test_a_stage_with_due_work_and_no_progress_is_reported_once(
     make_settings: SettingsFactory, db_pool: asyncpg.Pool, db_dsn: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def hung(job: Job) -> StepResult:
-        await asyncio.Event().wait()
-        return DONE
-
-    step = FakeStep(JobKind.INDEX, hung)
+    step = FakeStep(JobKind.INDEX, _never_returns)
     await _enqueue(db_pool, *(NewJob(JobKind.INDEX, dedupe_key=f"i{i}") for i in range(2)))
     settings = _settings(make_settings, db_dsn, index=1, stall_after_s=0.2)
     with caplog.at_level(logging.WARNING, logger="riven_async.pipeline.worker"):
         async with running_workers(settings, db_pool, db_dsn, {JobKind.INDEX: step}) as w:
             await eventually(lambda: w.runners[JobKind.INDEX].stats.stalled, timeout_s=15)
-            await w._watch_stalls()
+            w._watch_stalls()
     stalls = [r for r in caplog.records if "made no progress" in r.getMessage()]
     assert len(stalls) == 1
 
@@ -351,11 +348,7 @@ def test_the_recorded_reason_names_the_error_and_is_bounded() -> None:
 async def test_claims_no_runner_holds_are_given_back_but_running_ones_are_kept(
     make_settings: SettingsFactory, db_pool: asyncpg.Pool, db_dsn: str
 ) -> None:
-    async def forever(job: Job) -> StepResult:
-        await asyncio.Event().wait()
-        return DONE
-
-    step = FakeStep(JobKind.SCAN, forever)
+    step = FakeStep(JobKind.SCAN, _never_returns)
     await _enqueue(db_pool, NewJob(JobKind.SCAN, dedupe_key="running"))
     async with running_workers(_settings(make_settings, db_dsn), db_pool, db_dsn,
                                {JobKind.SCAN: step}) as workers:
