@@ -28,7 +28,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -55,6 +54,7 @@ from riven_async.db.pool import PoolOptions, create_pool
 from riven_async.db.repos import Repos
 from riven_async.domain.intents import RequestMedia
 from riven_async.domain.queue import new_boot_id
+from riven_async.sim.ports import free_port
 from riven_async.sim.server import SimCluster, SimHandle, SimSettings, run_sims
 
 TEMPLATE = "bench_import_template"
@@ -65,13 +65,6 @@ SOURCES: tuple[SourceName, ...] = ("radarr", "sonarr", "overseerr")
 def log(message: str) -> None:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Databases:

@@ -35,7 +35,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from riven_async.core.clock import ScaledClock
 from riven_async.demo import radarr_movie_added, sonarr_series_add
 from riven_async.sim.fragment import ClockSpec, config_fragment
 from riven_async.sim.limits import Window
+from riven_async.sim.ports import free_port
 from riven_async.sim.server import SimCluster, SimSettings, run_sims
 from riven_async.sim.shows import Show
 from riven_async.sim.world import LibraryLayout
@@ -64,13 +64,6 @@ SETTLED = ("completed", "ongoing")
 def log(message: str) -> None:
     sys.stderr.write(f"[pipeline] {message}\n")
     sys.stderr.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def min_time_for(calls: int, window: Window) -> float:
@@ -182,7 +175,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed, shows=int(args.shows * 1.6) + 20, movies=int(args.movies * 1.6) + 20,
         mount_dir=work / "mount", mount_lag_s=30.0, sparse_files=True,
         library=LibraryLayout(root=str(work / "library")), prebuild=True,
-        request_log_size=2_000_000,
     )
     process: asyncio.subprocess.Process | None = None
     try:
@@ -240,8 +232,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             elapsed_sim = ((finished_sim or clock.now()) - began_sim).total_seconds()
             bound_s, tightest = bound_by_limits(cluster)
             settled = sum(states.get(s, 0) for s in SETTLED)
-            throttled = sum(1 for h in cluster.handles() for r in h.log.since(0)
-                            if r.status == 429)
+            throttled = sum(h.log.by_status[429] for h in cluster.handles())
             calls = {h.name: h.log.total for h in cluster.handles() if h.log.total}
             assert process is not None
             rss = peak_rss_mb(process.pid)

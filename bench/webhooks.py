@@ -35,7 +35,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from riven_async.db.embedded import EmbeddedPostgres
 from riven_async.db.pool import PoolOptions, create_pool
 from riven_async.domain.media import MediaKind
 from riven_async.domain.states import State
+from riven_async.sim.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOADS = ROOT / "tests" / "payloads"
@@ -228,13 +228,6 @@ async def serve_bare(port: int) -> None:
 
 
 # -- the orchestrator ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def run_load(port: int, duration_s: float, connections: int, tag: str,

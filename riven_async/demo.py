@@ -17,7 +17,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from riven_async.core.clock import ScaledClock
 from riven_async.logs import setup_logging
 from riven_async.sim.fragment import ClockSpec, config_values
 from riven_async.sim.movies import Movie
+from riven_async.sim.ports import free_port
 from riven_async.sim.server import SimCluster, SimSettings, run_sims
 from riven_async.sim.shows import Episode, Show
 from riven_async.sim.world import LibraryLayout
@@ -245,25 +245,14 @@ class DemoDaemon:
         return list(movies["items"]) + list(shows["items"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _calls_line(cluster: SimCluster) -> str:
     parts = []
     for handle in cluster.handles():
         total = handle.log.total
         if total:
             parts.append(f"{handle.name} {total}")
-    throttled = sum(_status_count(handle, 429) for handle in cluster.handles())
+    throttled = sum(handle.log.by_status[429] for handle in cluster.handles())
     return "calls: " + ", ".join(parts) + f" | 429s: {throttled}"
-
-
-def _status_count(handle: Any, status: int) -> int:
-    return sum(1 for entry in handle.log.since(0) if entry.status == status)
 
 
 async def _wait_settled(daemon: DemoDaemon, cluster: SimCluster, screen: Screen,
@@ -326,7 +315,7 @@ async def run_demo(options: DemoOptions, screen: Screen) -> int:
     async with run_sims(sim_settings, clock) as cluster:
         picks = pick_titles(cluster, clock.now(), options.movies)
         settings = demo_settings(cluster, ClockSpec(start, options.speed, anchor),
-                                 options.data_dir, _free_port(), secrets.token_urlsafe(24))
+                                 options.data_dir, free_port(), secrets.token_urlsafe(24))
         screen.say(f"simulated upstreams: {', '.join(h.name for h in cluster.handles())}")
         screen.say("starting the daemon (embedded PostgreSQL, first start takes a few "
                    "seconds)...")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from riven_async.app import build_app
 from riven_async.cli import execute
 from riven_async.config import LiveSettings, load_settings
+from riven_async.sim.ports import free_port
 from tests.conftest import TEST_API_KEY
 
 
@@ -65,14 +65,6 @@ def write_config(path: Path, *, port: int = 0, database_url: str | None = None,
     )
     path.chmod(0o600)
     return path
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # Upstreams on a closed loopback port: a daemon under test never leaves the machine.

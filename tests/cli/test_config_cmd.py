@@ -21,7 +21,8 @@ from riven_async.commands import config_file
 from riven_async.commands.base import Output
 from riven_async.config import EX_CONFIG, example_config_text, load_settings
 from riven_async.errors import ConfigError
-from tests.cli.conftest import RunCli, RunningDaemon, free_port, write_config
+from riven_async.sim.ports import free_port
+from tests.cli.conftest import RunCli, RunningDaemon, write_config
 from tests.conftest import TEST_API_KEY
 
 COMMENTED = """\

@@ -11,8 +11,9 @@ import pytest
 
 from riven_async.commands.base import EX_FAILURE, EX_UNAVAILABLE
 from riven_async.sim.overseerr import APPROVED
+from riven_async.sim.ports import free_port
 from riven_async.sim.server import SimCluster, SimSettings, run_sims
-from tests.cli.conftest import Result, RunCli, free_port, write_config
+from tests.cli.conftest import Result, RunCli, write_config
 
 ENTRIES = 500
 

@@ -17,7 +17,8 @@ from riven_async.core.clock import SystemClock
 from riven_async.db.embedded import EmbeddedPostgres
 from riven_async.db.repos import Repos
 from riven_async.domain.queue import new_boot_id
-from tests.cli.conftest import RunCli, RunningDaemon, free_port, write_config
+from riven_async.sim.ports import free_port
+from tests.cli.conftest import RunCli, RunningDaemon, write_config
 from tests.db.factories import movie, show_tree
 
 

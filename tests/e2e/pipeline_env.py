@@ -21,10 +21,11 @@ import orjson
 
 from riven_async.core.clock import ScaledClock
 from riven_async.sim.fragment import ClockSpec, config_fragment
+from riven_async.sim.ports import free_port
 from riven_async.sim.server import SimCluster, SimSettings, run_sims
 from riven_async.sim.world import LibraryLayout
 from tests.conftest import TEST_API_KEY
-from tests.e2e.daemon_process import DaemonProcess, free_port
+from tests.e2e.daemon_process import DaemonProcess
 
 HEADERS = {"X-Api-Key": TEST_API_KEY}
 # Roots in these states need nothing more from the pipeline.

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from riven_async.config import EX_CONFIG
-from tests.e2e.daemon_process import DaemonProcess, free_port, write_config
+from riven_async.sim.ports import free_port
+from tests.e2e.daemon_process import DaemonProcess, write_config
 
 pytestmark = pytest.mark.e2e
 
