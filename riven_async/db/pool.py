@@ -26,6 +26,11 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     # state error instead of a connection error.
     asyncpg.InternalClientError,
 )
+# The database is away: nothing to do but wait and try again.
+DB_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, DatabaseUnavailable)
+# What a background loop's pass may meet from the database and outlive (back off, try the
+# pass again): the database away, or a statement it refused (a timeout mid-restart).
+DB_PASS_ERRORS: tuple[type[BaseException], ...] = (*DB_UNAVAILABLE_ERRORS, asyncpg.PostgresError)
 
 
 @dataclass(frozen=True, slots=True)

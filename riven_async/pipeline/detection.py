@@ -14,18 +14,16 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import asyncpg
-
 from riven_async.config import DetectionSection
 from riven_async.core.clock import wait_event
 from riven_async.core.http import HttpClient
 from riven_async.core.retry import DoublingBackoff
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.db.notify import CHANNEL_SCHEDULE
-from riven_async.db.pool import CONNECTION_ERRORS
+from riven_async.db.pool import DB_PASS_ERRORS
 from riven_async.db.schedule import FeedMark
 from riven_async.domain.media import TmdbId
-from riven_async.errors import DatabaseUnavailable, UpstreamError
+from riven_async.errors import UpstreamError
 from riven_async.pipeline.runtime import Runtime
 from riven_async.pipeline.scheduler import CallBudget, CheckPriority, RoutineBudget
 from riven_async.pipeline.steps.index import indexer_from_settings
@@ -52,9 +50,6 @@ TVMAZE_MAX_WINDOW_S = 30 * 86400.0
 # TVMaze's episodes) when the show aired lately or changed. bench/detection.py measures it
 # (calls_per_routine_check: 1.35 and 0.35 on the simulated catalog).
 ROUTINE_COST = {"tmdb": 1.35, "tvmaze": 0.35}
-_DB_ERRORS: tuple[type[BaseException], ...] = (
-    *CONNECTION_ERRORS, DatabaseUnavailable, asyncpg.PostgresError,
-)
 
 
 def _tmdb_feed_due(mark: FeedMark | None, now: datetime, section: DetectionSection) -> bool:
@@ -189,7 +184,7 @@ class DetectionLoops:
                 await self.feed_pass()
                 backoff.reset()
                 wait_s = interval_s - (clock.monotonic() - started)
-            except _DB_ERRORS as exc:
+            except DB_PASS_ERRORS as exc:
                 self.stats.db_errors += 1
                 wait_s = min(interval_s, backoff.next_s())
                 log.warning("change feeds: database unavailable (%r); again in %.1fs", exc,
@@ -326,7 +321,7 @@ class DetectionLoops:
             try:
                 sleep_s = await one_pass()
                 backoff.reset()
-            except _DB_ERRORS as exc:
+            except DB_PASS_ERRORS as exc:
                 self.stats.db_errors += 1
                 sleep_s = backoff.next_s()
                 log.warning("%s loop: database unavailable (%r); again in %.1fs", name, exc,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -24,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from riven_async.config import LiveSettings
 from riven_async.core.http import HttpClient
+from riven_async.core.retry import DoublingBackoff
 from riven_async.core.tasks import BackgroundTasks
 from riven_async.db.executor import Executor
 from riven_async.db.notify import CHANNEL_INBOX, wait_for_wake
-from riven_async.db.pool import CONNECTION_ERRORS
+from riven_async.db.pool import CONNECTION_ERRORS, DB_PASS_ERRORS
 from riven_async.db.repos import Repos
 from riven_async.db.requests import request_media_groups_on
 from riven_async.domain.intents import (
@@ -65,7 +65,6 @@ TMDB_MATCHES = 3
 # A delivery failing for these reasons is retried with backoff, then given up.
 _MESSAGE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, RivenError,
                                                      ValueError)
-_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 
 
 class _PlexGuid(BaseModel):
@@ -136,8 +135,10 @@ class ShowResolver:
 
     async def _plex_show_ids(self, plex: HttpClient, rating_key: str) -> ExternalIds:
         # A key from another server the account reaches may be unknown here: 404, no ids.
+        # Plex answers XML unless JSON is asked for.
         response = await plex.get(f"/library/metadata/{quote(rating_key, safe='')}",
-                                  params={"includeGuids": 1}, accept=(404,))
+                                  params={"includeGuids": 1}, accept=(404,),
+                                  headers={"Accept": "application/json"})
         if response.status == 404:
             return ExternalIds()
         try:
@@ -221,16 +222,16 @@ class InboxIntake:
 
     async def run(self) -> None:
         """Process until cancelled; database outages are waited out."""
-        delay_s = OUTAGE_MIN_S
+        outage = DoublingBackoff(OUTAGE_MIN_S, OUTAGE_MAX_S)
         while True:
             try:
                 handled = await self.process_batch()
-                delay_s = OUTAGE_MIN_S
-            except _OUTAGE_ERRORS as exc:
+                outage.reset()
+            except DB_PASS_ERRORS as exc:
+                delay_s = outage.next_s()
                 log.warning("inbox worker: database unavailable (%r); retrying in %.1fs",
                             exc, delay_s, extra={"action": "inbox_intake"})
-                await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))
-                delay_s = min(OUTAGE_MAX_S, delay_s * 2)
+                await asyncio.sleep(delay_s)
                 continue
             if handled < self._batch_size:
                 await wait_for_wake(self._wake, self._poll_s)

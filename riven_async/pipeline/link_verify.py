@@ -19,26 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
-import asyncpg
 
 from riven_async.core.tasks import BackgroundTasks
-from riven_async.db.pool import CONNECTION_ERRORS
+from riven_async.db.pool import DB_PASS_ERRORS
 from riven_async.domain.queue import JobKind, NewJob
 from riven_async.domain.releases import LibraryEntry
 from riven_async.domain.states import State
-from riven_async.errors import DatabaseUnavailable
 from riven_async.pipeline import library
 from riven_async.pipeline.runtime import Runtime
 from riven_async.web.metrics import Section
 
 log = logging.getLogger(__name__)
 
-_DB_ERRORS: tuple[type[BaseException], ...] = (
-    *CONNECTION_ERRORS, DatabaseUnavailable, asyncpg.PostgresError,
-)
 # With verification off the loop looks at the setting again this often (a reload may set it).
 OFF_RECHECK_S = 300.0
-DB_RETRY_S = 30.0
 # A page repairs nothing when more than this share of its links (and at least MIN) broke.
 MASS_BREAK_SHARE = 0.5
 MASS_BREAK_MIN = 10
@@ -77,7 +71,7 @@ class LinkVerifier:
             await clock.sleep(interval_s * random.uniform(0.8, 1.2))
             try:
                 await self.sweep()
-            except _DB_ERRORS as exc:
+            except DB_PASS_ERRORS as exc:
                 self.stats.db_errors += 1
                 log.warning("library verify: database unavailable (%r); next sweep later", exc,
                             extra={"action": "library_verify"})

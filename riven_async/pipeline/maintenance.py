@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from riven_async.core.retry import DoublingBackoff
 from riven_async.core.tasks import BackgroundTasks
+from riven_async.db.pool import DB_PASS_ERRORS
 from riven_async.pipeline.runtime import Runtime
-from riven_async.pipeline.worker import OUTAGE_ERRORS
 from riven_async.web.metrics import Section
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Maintenance:
                 await self.run_pass()
                 backoff.reset()
                 wait_s = self._runtime.settings.maintenance.interval_s
-            except OUTAGE_ERRORS as exc:
+            except DB_PASS_ERRORS as exc:
                 self.stats.db_errors += 1
                 wait_s = backoff.next_s()
                 log.warning("maintenance: database unavailable (%r); again in %.1fs", exc,

@@ -35,9 +35,8 @@ from riven_async.core.clock import Clock, wait_event
 from riven_async.core.retry import DoublingBackoff
 from riven_async.db.jobs import JobsRepo, Recovered
 from riven_async.db.notify import CHANNEL_JOBS
-from riven_async.db.pool import CONNECTION_ERRORS
+from riven_async.db.pool import DB_UNAVAILABLE_ERRORS
 from riven_async.domain.queue import Backoff, Job, JobKind, JobStatus
-from riven_async.errors import DatabaseUnavailable
 from riven_async.pipeline.lease import ProcessLease
 from riven_async.pipeline.runtime import Runtime
 from riven_async.pipeline.steps.base import Deferred, Step, StepResult
@@ -46,7 +45,7 @@ from riven_async.web.metrics import Labeled, Section
 log = logging.getLogger(__name__)
 
 # Errors that mean "the database is away", not "this job is wrong".
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, DatabaseUnavailable)
+OUTAGE_ERRORS = DB_UNAVAILABLE_ERRORS
 # An outcome write that fails for another reason is tried this many times, then given up
 # (the claim then stays with this process until it restarts; the stall watch reports it).
 WRITE_ATTEMPTS = 5

@@ -395,6 +395,9 @@ async def test_plex_names_the_show_by_its_rating_key(
                       request.query.get("includeGuids")))
         if key != "55319":
             return web.Response(status=404, text="<html>404 Not Found</html>")
+        if "application/json" not in request.headers.get("Accept", ""):
+            # As Plex does: XML unless JSON is asked for.
+            return web.Response(text='<MediaContainer size="1"/>', content_type="text/xml")
         return web.json_response({"MediaContainer": {"size": 1, "Metadata": [{
             "ratingKey": "55319", "type": "show", "title": "Bluey",
             "guid": "plex://show/5d9c0874ffd9ef001e99607a",
