@@ -306,8 +306,8 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _validate_content(document: tomlkit.TOMLDocument, target: Path) -> Settings:
-    """The edited document as settings: first the file's content alone, then as the daemon
-    would load it (env overrides, credentials, cross-key checks)."""
+    """The edited document's own settings, once it also loads as the daemon would load it
+    (env overrides, credentials, cross-key checks)."""
     return _validate_text(document.as_string(), target)
 
 
@@ -317,7 +317,9 @@ def _validate_text(text: str, target: Path) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(target, f"the edit would make invalid TOML: {exc}") from None
     try:
-        _FileOnlySettings(**data)
+        # What the file itself says: the value to store. Env overrides and credentials
+        # must never be copied into the file.
+        from_file = _FileOnlySettings(**data)
     except ValidationError as exc:
         raise ConfigError.from_validation(target, exc) from None
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".check",
@@ -326,7 +328,8 @@ def _validate_text(text: str, target: Path) -> Settings:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        return load_settings(temp)
+        load_settings(temp)  # and as the daemon would load it: cross-key checks
+        return from_file
     except ConfigError as exc:
         raise ConfigError(target, exc.reason, exc.key) from None
     finally:

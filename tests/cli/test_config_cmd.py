@@ -154,6 +154,16 @@ async def test_an_env_override_does_not_hide_an_invalid_value_in_the_file(
     assert "RIVEN_SERVER__PORT" in result.err  # the override is pointed out
 
 
+async def test_an_env_override_is_never_written_into_the_file(
+    run_cli: RunCli, commented: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RIVEN_SERVER__PORT", "9000")
+    result = await run_cli(commented, "config", "set", "server.port", "8000", "--no-reload")
+    assert result.code == 0
+    text = await anyio.Path(commented).read_text()
+    assert tomllib.loads(text)["server"]["port"] == 8000
+
+
 async def test_concurrent_sets_all_land_and_never_corrupt_the_file(
     run_cli: RunCli, commented: Path
 ) -> None:
