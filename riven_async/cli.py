@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 
 from riven_async import __version__, daemon, demo
-from riven_async.commands import config_cmd, importer, items, status
+from riven_async.commands import config_cmd, config_file, importer, items, status
 from riven_async.commands.base import (
     EX_FAILURE,
     EX_OK,
@@ -27,7 +27,7 @@ from riven_async.commands.base import (
 )
 from riven_async.commands.daemon_link import daemon_is_up
 from riven_async.commands.database import open_database
-from riven_async.config import LiveSettings, default_config_path, write_initial_config
+from riven_async.config import LiveSettings, default_config_path
 from riven_async.errors import DatabaseUnavailable, RivenError, UpstreamUnavailable
 from riven_async.logs import setup_logging
 from riven_async.sim import cli as sim_cli
@@ -98,7 +98,7 @@ def _resolve_config(path: Path | None, *, create: bool) -> Path:
         return path
     default = default_config_path()
     if create and not default.exists():
-        write_initial_config(default)
+        config_file.write_new_config(default, force=False)
         print(f"created {default} with a new API key; edit it to add your services",
               file=sys.stderr)
     return default

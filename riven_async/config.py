@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -645,17 +644,6 @@ def example_config_text() -> str:
         if candidate.is_file():
             return candidate.read_text(encoding="utf-8")
     raise ConfigError(here, "config.example.toml is missing from the installation")
-
-
-def write_initial_config(path: Path) -> str:
-    """Create ``path`` from the example with a fresh API key (mode 0600); return the key."""
-    api_key = secrets.token_urlsafe(32)
-    text = example_config_text().replace('api_key = ""  # generated', f'api_key = "{api_key}"', 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    return api_key
 
 
 def load_settings(path: Path) -> Settings:

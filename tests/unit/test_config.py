@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from riven_async.commands import config_file
 from riven_async.config import (
     LiveSettings,
     Settings,
     load_settings,
     parse_window,
-    write_initial_config,
 )
 from riven_async.errors import ConfigError
 
@@ -151,7 +151,7 @@ def test_example_config_documents_every_key() -> None:
 
 def test_example_config_is_valid_once_a_key_is_set(tmp_path: Path) -> None:
     path = tmp_path / "riven-async" / "config.toml"
-    key = write_initial_config(path)
+    key = config_file.write_new_config(path, force=False)
     assert (path.stat().st_mode & 0o777) == 0o600
     settings = load_settings(path)
     assert settings.server.api_key.get_secret_value() == key
