@@ -56,7 +56,7 @@ class ReleasesRepo(Repository):
         super().__init__(executor, queries, now=now)
         self._insert_many = self._sql("insert_many")
         self._best_for_items = self._sql("best_for_items")
-        self._by_infohash = self._sql("by_infohash")
+        self._by_infohashes = self._sql("by_infohashes")
         self._blacklist_many = self._sql("blacklist_many")
         self._blacklist_for = self._sql("blacklist_for")
         self._prune_keep_best = self._sql("prune_keep_best")
@@ -97,9 +97,10 @@ class ReleasesRepo(Repository):
             out[release.item_id].append(release)
         return dict(out)
 
-    async def by_infohash(self, infohash: str) -> list[Release]:
-        """Every stored release of one torrent, for whichever items it was found."""
-        records = await self._executor.fetch(self._by_infohash, normalize_infohash(infohash))
+    async def by_infohashes(self, infohashes: Iterable[str]) -> list[Release]:
+        """Every stored release of these torrents, for whichever items each was found."""
+        records = await self._executor.fetch(
+            self._by_infohashes, sorted({normalize_infohash(h) for h in infohashes}))
         return [rows.release(r) for r in records]
 
     async def blacklist_many(self, entries: Sequence[tuple[int, str, str]]) -> int:

@@ -36,10 +36,10 @@ CROSS JOIN LATERAL (
 ) AS best
 ORDER BY best.item_id, best.rank DESC, best.id;
 
--- name: by_infohash
--- Every stored release of one torrent, whichever item it was found for.
--- $1 infohash text
-SELECT * FROM releases WHERE infohash = $1::text ORDER BY item_id;
+-- name: by_infohashes
+-- Every stored release of these torrents, whichever item each was found for.
+-- $1 infohashes text[]
+SELECT * FROM releases WHERE infohash = ANY ($1::text[]) ORDER BY infohash, item_id;
 
 -- name: blacklist_many
 -- Never use these releases for these items again; their stored rows go too.

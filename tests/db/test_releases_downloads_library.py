@@ -54,7 +54,7 @@ async def test_releases_are_stored_once_per_item_and_ranked(db_pool: asyncpg.Poo
     best = await repos.releases.best_for_items([a, b], per_item=5)
     assert [(r.rank, r.scraper) for r in best[a]] == [(95, "comet"), (55, "zilean")]
     assert best[a][1].cached_on == ("alldebrid", "realdebrid")
-    assert len(await repos.releases.by_infohash(H2)) == 2
+    assert len(await repos.releases.by_infohashes([H2])) == 2
 
 
 async def test_blacklisted_releases_are_dropped_and_never_stored_again(

@@ -363,7 +363,7 @@ class DownloadStep:
             served = {item.id}
         others = has_file & subject.scraped
         if others:
-            ranked_for = {r.item_id for r in await repos.releases.by_infohash(infohash)}
+            ranked_for = {r.item_id for r in await repos.releases.by_infohashes([infohash])}
             served |= others & ranked_for
         async with self._runtime.pool.acquire() as conn, conn.transaction():
             tx = repos.bound_to(conn)
@@ -389,10 +389,14 @@ class DownloadStep:
         acquired = result.acquired.candidate.infohash if result.acquired else None
         repos, item = self._runtime.repos, subject.item
         entries: list[tuple[int, str, str]] = []
-        for infohash in sorted(result.hashes_with(Outcome.INFRINGING) - {acquired}):
-            reason = "refused by the debrid service (infringing, HTTP 451)"
-            holders = {r.item_id for r in await repos.releases.by_infohash(infohash)}
-            entries.extend((i, infohash, reason) for i in sorted(holders | {item.id}))
+        infringing = sorted(result.hashes_with(Outcome.INFRINGING) - {acquired})
+        reason = "refused by the debrid service (infringing, HTTP 451)"
+        holders: dict[str, set[int]] = {h: {item.id} for h in infringing}
+        if infringing:
+            for release in await repos.releases.by_infohashes(infringing):
+                holders.setdefault(release.infohash, {item.id}).add(release.item_id)
+        for infohash, items in sorted(holders.items()):
+            entries.extend((i, infohash, reason) for i in sorted(items))
         for infohash in sorted(result.hashes_with(Outcome.NO_MATCHING_FILES) - {acquired}):
             entries.append((item.id, infohash, f"no file for {_describe(item)}"))
         if entries:
